@@ -1,0 +1,310 @@
+"""Automatic image patching: train on tiles of large images, infer tile by tile and stitch without seams.
+
+``set_patch_size(height, width)`` lets a network built for small inputs work on full-resolution images. For
+training, each image is cut into patches that cover every pixel (:func:`extract_training_patches`). For
+inference, :func:`predict_tiled` runs the network on overlapping tiles and blends the overlaps with a smooth
+window (:func:`blend_window`): a plain cut-and-paste would leave visible seams where the zero padding of the
+network's convolutions changes the prediction near every tile edge, while blending lets the tile whose centre
+is nearer a pixel dominate there.
+
+Both accept any image size: tiles are placed by :func:`tile_starts` so that the last tile ends exactly at the
+border (no pixel lost, none predicted twice without blending), and an image smaller than a tile is padded up
+to the tile and the result cropped back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepplantphenomics.settings import check_int
+
+try:
+    from deepplantphenomics.losses import IGNORE_INDEX
+except ImportError:  # losses not available: keep the documented mask convention (255 = ignore)
+    IGNORE_INDEX = 255
+
+__all__ = ["IGNORE_INDEX", "blend_window", "extract_training_patches", "predict_tiled", "tile_starts"]
+
+# Keeps every pixel's blending weight positive, so pixels on the image border (covered by the edge of a
+# single tile, where a raised cosine would be ~0) are still normalised by a non-zero weight.
+_WINDOW_FLOOR = 1e-3
+
+
+def _check_overlap(overlap: Any, tile: int, tile_argument: str) -> int:
+    overlap = check_int("overlap", overlap, minimum=0)
+    if overlap >= tile:
+        raise ValueError(
+            f"Invalid value for argument `overlap`: expected an int in [0, {tile_argument}) = [0, {tile}), "
+            f"received {overlap!r}."
+        )
+    return overlap
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles covering ``[0, length)`` with neighbours sharing at least ``overlap`` pixels.
+
+    The first tile starts at 0 and the last ends exactly at ``length``; the tiles in between are spread
+    evenly, so the overlaps differ by at most one pixel instead of the last one being much larger.
+
+    Args:
+        length: Size of the image along one axis (pixels).
+        tile: Size of a tile along that axis (pixels).
+        overlap: Minimum number of pixels shared by neighbouring tiles, in ``[0, tile)``.
+
+    Returns:
+        Sorted start offsets. ``[0]`` when ``length <= tile`` (the caller pads the image up to ``tile``).
+
+    Raises:
+        TypeError: An argument is not an int.
+        ValueError: ``length`` or ``tile`` is not positive, or ``overlap`` is outside ``[0, tile)``.
+    """
+    length = check_int("length", length)
+    tile = check_int("tile", tile)
+    overlap = _check_overlap(overlap, tile, "tile")
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    count = math.ceil((length - tile) / stride) + 1
+    span = length - tile
+    # Floor of i * span / (count - 1): gaps are <= ceil(span / (count - 1)) <= stride, so every overlap is
+    # at least `overlap`, and the last start is exactly `span`.
+    return [i * span // (count - 1) for i in range(count)]
+
+
+def extract_training_patches(
+    image: np.ndarray, mask: np.ndarray, patch_height: int, patch_width: int, overlap: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut an image and its mask into patches that together cover every pixel.
+
+    Patches are laid out on the grid of :func:`tile_starts` in each direction (row-major order), so the last
+    row and column of patches are aligned to the image border. An image smaller than a patch in a direction
+    is padded at the bottom/right: the image with zeros, the mask with ``IGNORE_INDEX`` (255) so that the
+    padding is not learnt as background.
+
+    Args:
+        image: Array (H, W, C) of any dtype.
+        mask: Array (H, W) of class indices or 0/1 labels; a bool mask is returned as uint8.
+        patch_height: Patch height in pixels.
+        patch_width: Patch width in pixels.
+        overlap: Minimum number of pixels shared by neighbouring patches, smaller than both patch sizes.
+
+    Returns:
+        ``(image_patches, mask_patches)``: arrays (P, patch_height, patch_width, C) with ``image``'s dtype
+        and (P, patch_height, patch_width) with ``mask``'s dtype (uint8 for a bool mask).
+
+    Raises:
+        TypeError: ``image`` or ``mask`` is not a numpy array, or a size is not an int.
+        ValueError: Wrong number of dimensions, image/mask size mismatch, or an out-of-range size/overlap.
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(
+            f"Invalid value for argument `image`: expected a numpy array, received {type(image).__name__}."
+        )
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(
+            f"Invalid value for argument `mask`: expected a numpy array, received {type(mask).__name__}."
+        )
+    if image.ndim != 3:
+        raise ValueError(
+            f"Invalid value for argument `image`: expected an array of shape (H, W, C), received shape "
+            f"{image.shape}."
+        )
+    if mask.ndim != 2:
+        raise ValueError(
+            f"Invalid value for argument `mask`: expected an array of shape (H, W), received shape "
+            f"{mask.shape}."
+        )
+    if mask.shape != image.shape[:2]:
+        raise ValueError(
+            f"Invalid value for argument `mask`: expected the image's height and width {image.shape[:2]}, "
+            f"received shape {mask.shape}."
+        )
+    patch_height = check_int("patch_height", patch_height)
+    patch_width = check_int("patch_width", patch_width)
+    overlap = _check_overlap(overlap, min(patch_height, patch_width), "min(patch_height, patch_width)")
+
+    if mask.dtype == np.bool_:
+        # A bool mask cannot hold IGNORE_INDEX; uint8 keeps 0/1 and the padding distinguishable.
+        mask = mask.astype(np.uint8)
+
+    height, width = mask.shape
+    pad_h, pad_w = max(0, patch_height - height), max(0, patch_width - width)
+    if pad_h or pad_w:
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="constant", constant_values=0)
+        mask = np.pad(mask, ((0, pad_h), (0, pad_w)), mode="constant", constant_values=IGNORE_INDEX)
+        height, width = mask.shape
+
+    rows = tile_starts(height, patch_height, overlap)
+    cols = tile_starts(width, patch_width, overlap)
+    count = len(rows) * len(cols)
+    image_patches = np.empty((count, patch_height, patch_width, image.shape[2]), dtype=image.dtype)
+    mask_patches = np.empty((count, patch_height, patch_width), dtype=mask.dtype)
+    index = 0
+    for y in rows:
+        for x in cols:
+            image_patches[index] = image[y : y + patch_height, x : x + patch_width]
+            mask_patches[index] = mask[y : y + patch_height, x : x + patch_width]
+            index += 1
+    return image_patches, mask_patches
+
+
+def _window_1d(length: int) -> torch.Tensor:
+    # Raised cosine sampled at pixel centres: symmetric, peaks in the middle, small but not zero at the ends.
+    positions = (torch.arange(length, dtype=torch.float64) + 0.5) / length
+    return torch.sin(math.pi * positions) ** 2
+
+
+def blend_window(height: int, width: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Weights for blending overlapping tiles: a separable raised-cosine window with a small floor.
+
+    Args:
+        height: Window height in pixels.
+        width: Window width in pixels.
+        device: Device of the returned tensor (default: CPU).
+
+    Returns:
+        Float32 tensor (height, width), at least ``1e-3`` everywhere, largest in the centre, symmetric.
+
+    Raises:
+        TypeError: ``height`` or ``width`` is not an int.
+        ValueError: ``height`` or ``width`` is not positive.
+    """
+    height = check_int("height", height)
+    width = check_int("width", width)
+    window = torch.outer(_window_1d(height), _window_1d(width)).clamp_min(_WINDOW_FLOOR)
+    return window.to(device=device, dtype=torch.float32)
+
+
+def _pad_to(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pad (C, H, W) at the bottom/right up to (C, height, width): reflect where it fits, zeros otherwise."""
+    batch = image.unsqueeze(0)
+    pad_h, pad_w = max(0, height - image.shape[1]), max(0, width - image.shape[2])
+    # Reflect padding needs pad < size along that axis; each axis is padded on its own so that one too-thin
+    # axis does not force zero padding on the other.
+    if pad_w:
+        mode = "reflect" if pad_w < image.shape[2] else "constant"
+        batch = F.pad(batch, (0, pad_w, 0, 0), mode=mode)
+    if pad_h:
+        mode = "reflect" if pad_h < image.shape[1] else "constant"
+        batch = F.pad(batch, (0, 0, 0, pad_h), mode=mode)
+    return batch.squeeze(0)
+
+
+def _accumulator_dtype(device: torch.device) -> torch.dtype:
+    # float64 sums make the normalised blend of identical tile outputs round back to the exact float32
+    # value (an identity predictor returns the image bit for bit); MPS has no float64.
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+@torch.inference_mode()
+def predict_tiled(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    tile_height: int,
+    tile_width: int,
+    overlap: int | None = None,
+    batch_size: int = 4,
+) -> torch.Tensor:
+    """Run ``predict`` on overlapping tiles of ``image`` and blend the outputs into a full-size result.
+
+    Tiles are placed at :func:`tile_starts` offsets, predicted ``batch_size`` at a time, weighted by
+    :func:`blend_window` and accumulated; the sum is divided by the accumulated weights, so each output pixel
+    is a weighted average of the tiles covering it (weights sum to 1). An image smaller than a tile in a
+    direction is padded at the bottom/right (reflect when the image is big enough, zeros otherwise) and the
+    result cropped back. Memory: accumulators of (K, H, W) and (H, W) plus one batch of tiles.
+
+    Args:
+        predict: Maps a batch (B, C, tile_height, tile_width) to (B, K, tile_height, tile_width), e.g. class
+            probabilities. Put a module in ``eval()`` mode first; it is called under ``torch.inference_mode``.
+        image: Float tensor (C, H, W).
+        tile_height: Tile height in pixels (the network's input height).
+        tile_width: Tile width in pixels (the network's input width).
+        overlap: Minimum overlap between neighbouring tiles in pixels, smaller than both tile sizes. Default:
+            a quarter of the tile in each direction.
+        batch_size: Number of tiles per call to ``predict``.
+
+    Returns:
+        Tensor (K, H, W) on ``image``'s device, with the dtype of ``predict``'s output.
+
+    Raises:
+        TypeError: ``predict`` is not callable, ``image`` is not a float tensor, or a size is not an int.
+        ValueError: ``image`` is not 3-D, a size/overlap is out of range, or ``predict`` returns a tensor of
+            the wrong shape.
+    """
+    if not callable(predict):
+        raise TypeError(f"Invalid value for argument `predict`: expected a callable, received {predict!r}.")
+    if not isinstance(image, torch.Tensor) or not image.is_floating_point():
+        received = image.dtype if isinstance(image, torch.Tensor) else type(image)
+        raise TypeError(
+            f"Invalid value for argument `image`: expected a floating-point torch.Tensor, received "
+            f"{received}."
+        )
+    if image.ndim != 3:
+        raise ValueError(
+            f"Invalid value for argument `image`: expected a tensor of shape (C, H, W), received shape "
+            f"{tuple(image.shape)}."
+        )
+    tile_height = check_int("tile_height", tile_height)
+    tile_width = check_int("tile_width", tile_width)
+    batch_size = check_int("batch_size", batch_size)
+    if overlap is None:
+        overlap_h, overlap_w = tile_height // 4, tile_width // 4
+    else:
+        overlap_h = overlap_w = _check_overlap(overlap, min(tile_height, tile_width), "min(tile sizes)")
+
+    _, height, width = image.shape
+    padded = _pad_to(image, tile_height, tile_width)
+    padded_height, padded_width = padded.shape[1:]
+    positions = [
+        (y, x)
+        for y in tile_starts(padded_height, tile_height, overlap_h)
+        for x in tile_starts(padded_width, tile_width, overlap_w)
+    ]
+
+    device = image.device
+    acc_dtype = _accumulator_dtype(device)
+    window = blend_window(tile_height, tile_width, device=device).to(acc_dtype)
+    weights = torch.zeros((padded_height, padded_width), dtype=acc_dtype, device=device)
+    total: torch.Tensor | None = None
+    out_dtype: torch.dtype | None = None
+
+    for first in range(0, len(positions), batch_size):
+        batch_positions = positions[first : first + batch_size]
+        tiles = torch.stack([padded[:, y : y + tile_height, x : x + tile_width] for y, x in batch_positions])
+        output = predict(tiles)
+        if (
+            not isinstance(output, torch.Tensor)
+            or output.ndim != 4
+            or output.shape[0] != len(batch_positions)
+            or tuple(output.shape[2:]) != (tile_height, tile_width)
+        ):
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
+            raise ValueError(
+                f"Invalid value for argument `predict`: expected it to map a batch of shape "
+                f"{tuple(tiles.shape)} to a tensor of shape ({len(batch_positions)}, K, {tile_height}, "
+                f"{tile_width}), received {shape}."
+            )
+        if total is None:
+            out_dtype = output.dtype
+            total = torch.zeros(
+                (output.shape[1], padded_height, padded_width), dtype=acc_dtype, device=device
+            )
+        elif output.shape[1] != total.shape[0]:
+            raise ValueError(
+                f"Invalid value for argument `predict`: expected the same number of output channels for "
+                f"every batch ({total.shape[0]}), received {output.shape[1]}."
+            )
+        output = output.to(device=device, dtype=acc_dtype)
+        for tile_output, (y, x) in zip(output, batch_positions):
+            total[:, y : y + tile_height, x : x + tile_width] += tile_output * window
+            weights[y : y + tile_height, x : x + tile_width] += window
+
+    assert total is not None and out_dtype is not None  # positions is never empty
+    total /= weights
+    return total[:, :height, :width].to(out_dtype)

@@ -1,0 +1,124 @@
+"""Batched and tiled prediction on image files.
+
+Without a patch size, every image is brought to the network size (as in training) and predicted in batches;
+with one, each image is predicted at full resolution tile by tile and stitched without seams.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepplantphenomics.data.dataset import fit_to_network, to_tensor_image
+from deepplantphenomics.data.io import match_depth, read_image
+from deepplantphenomics.data.patches import predict_tiled
+from deepplantphenomics.settings import Settings
+
+
+def check_files(
+    files: Sequence[str | os.PathLike] | str | os.PathLike, argument: str = "files"
+) -> list[Path]:
+    """Normalise a file or list of files; a missing file raises FileNotFoundError naming it."""
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    if not isinstance(files, Sequence) or isinstance(files, (bytes, bytearray)):
+        raise TypeError(
+            f"Invalid value for argument `{argument}`: expected a list of file paths, received {files!r}."
+        )
+    paths = []
+    for item in files:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(
+                f"Invalid value for argument `{argument}`: expected file paths, received {item!r}."
+            )
+        path = Path(item)
+        if not path.is_file():
+            raise FileNotFoundError(f"Image file not found: '{path}'.")
+        paths.append(path)
+    if not paths:
+        raise ValueError(f"Invalid value for argument `{argument}`: expected at least one file, received [].")
+    return paths
+
+
+def load_image_tensor(path: Path, depth: int) -> torch.Tensor:
+    """Read a file as a (depth, H, W) float32 tensor in [0, 1]."""
+    return to_tensor_image(match_depth(read_image(path), depth, path))
+
+
+def network_probabilities(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, K, H, W): sigmoid of the single binary logit, softmax over K classes."""
+    logits = network(images).float()
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=1)
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@torch.inference_mode()
+def predict_files(
+    network: nn.Module,
+    files: list[Path],
+    settings: Settings,
+    device: torch.device,
+    batch_size: int | None = None,
+) -> list[np.ndarray]:
+    """Class probabilities for each file as (H, W, K) float32 (K = 1 for binary).
+
+    H, W are the network size, or the file's own size when a patch size is set.
+    """
+    network.eval()
+    depth = settings.image_depth
+    size = (settings.image_height, settings.image_width)
+    step = batch_size or max(settings.batch_size, 1)
+    outputs: list[np.ndarray] = []
+    if settings.patching:
+
+        def predict(tiles: torch.Tensor) -> torch.Tensor:
+            return network_probabilities(network, tiles.to(device))
+
+        for path in files:
+            image = load_image_tensor(path, depth)
+            probs = predict_tiled(
+                predict, image, settings.patch_height, settings.patch_width, batch_size=step
+            )
+            outputs.append(probs.permute(1, 2, 0).cpu().numpy().astype(np.float32))
+        return outputs
+    for group in _batches(files, step):
+        batch = torch.stack(
+            [
+                fit_to_network(
+                    load_image_tensor(path, depth),
+                    *size,
+                    settings.resize_images,
+                    settings.crop_or_pad_images,
+                    str(path),
+                )
+                for path in group
+            ]
+        ).to(device)
+        probs = network_probabilities(network, batch)
+        outputs.extend(p.permute(1, 2, 0).cpu().numpy().astype(np.float32) for p in probs)
+    return outputs
+
+
+def interpret(probabilities: np.ndarray) -> np.ndarray:
+    """(H, W, K) probabilities -> uint8 (H, W) mask: 0/255 for binary (p > 0.5), class indices otherwise."""
+    if probabilities.shape[-1] == 1:
+        return (probabilities[..., 0] > 0.5).astype(np.uint8) * 255
+    return probabilities.argmax(axis=-1).astype(np.uint8)
+
+
+def stack_or_list(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    """One array when every output has the same shape (the usual case), else the list (tiled, mixed sizes)."""
+    if all(a.shape == arrays[0].shape for a in arrays):
+        return np.stack(arrays)
+    return arrays

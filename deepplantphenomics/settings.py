@@ -1,0 +1,172 @@
+"""Hyperparameters as one dataclass, and the validators every setter uses.
+
+Each validator raises the Keras-style error users see: what argument, what was expected, what was received.
+Validation happens when a setting is set, so a typo fails on the line that made it, not an hour into training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+OPTIMIZERS = ("adam", "sgd", "sgd_momentum", "adadelta", "adagrad")
+INITIALIZERS = ("xavier", "normal")
+ACTIVATIONS = ("relu", "tanh", "lrelu", "selu", "linear")
+PRECISIONS = ("fp32", "bf16")
+
+
+def _fail(argument: str, expected: str, received: Any, hint: str = "") -> str:
+    message = f"Invalid value for argument `{argument}`: expected {expected}, received {received!r}."
+    return f"{message} {hint}".rstrip()
+
+
+def check_bool(argument: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool.
+
+    Raises:
+        TypeError: ``value`` is not a bool (1/0 and strings are refused, so typos do not pass silently).
+    """
+    if not isinstance(value, bool):
+        raise TypeError(_fail(argument, "a bool (True or False)", value))
+    return value
+
+
+def check_int(argument: str, value: Any, minimum: int | None = 1) -> int:
+    """Return ``value`` as an int, checking its type and lower bound.
+
+    Raises:
+        TypeError: ``value`` is not an integer (bools are refused).
+        ValueError: ``value`` is below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(_fail(argument, "an int", value))
+    if minimum is not None and value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(_fail(argument, kind, value))
+    return int(value)
+
+
+def check_float(
+    argument: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Return ``value`` as a float inside the given interval.
+
+    Raises:
+        TypeError: ``value`` is not a real number.
+        ValueError: ``value`` is not finite or outside the interval.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(_fail(argument, "a float", value))
+    value = float(value)
+    left = "[" if low_inclusive else "("
+    right = "]" if high_inclusive else ")"
+    interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+    bad = not math.isfinite(value)
+    if low is not None:
+        bad |= value < low if low_inclusive else value <= low
+    if high is not None:
+        bad |= value > high if high_inclusive else value >= high
+    if bad:
+        raise ValueError(_fail(argument, f"a float in {interval}", value))
+    return value
+
+
+def check_choice(argument: str, value: Any, choices: tuple[str, ...]) -> str:
+    """Return the canonical lower-case form of a case-insensitive name.
+
+    Raises:
+        TypeError: ``value`` is not a str.
+        ValueError: ``value`` is not one of ``choices``.
+    """
+    if not isinstance(value, str):
+        raise TypeError(_fail(argument, f"a str, one of {list(choices)}", value))
+    canonical = value.strip().lower()
+    if canonical not in choices:
+        raise ValueError(_fail(argument, f"one of {list(choices)}", value))
+    return canonical
+
+
+def check_activation(argument: str, value: Any) -> str:
+    """Activation names as DPP accepted them; None means linear."""
+    if value is None:
+        return "linear"
+    return check_choice(argument, value, ACTIVATIONS)
+
+
+def check_dims(argument: str, value: Any, length: int) -> list[int]:
+    """A list/tuple of ``length`` positive ints (e.g. a filter dimension)."""
+    if not isinstance(value, (list, tuple)) or len(value) != length:
+        raise TypeError(_fail(argument, f"a list of {length} positive ints", value))
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral) or item < 1:
+            raise ValueError(_fail(argument, f"a list of {length} positive ints", value))
+    return [int(v) for v in value]
+
+
+@dataclass
+class Settings:
+    """Every hyperparameter of a model; serialised to ``settings.json`` beside the weights."""
+
+    batch_size: int = 1
+    image_height: int | None = None
+    image_width: int | None = None
+    image_depth: int | None = None
+    resize_images: bool = False
+    crop_or_pad_images: bool = False
+    test_split: float = 0.10
+    validation_split: float = 0.10
+    force_split_shuffle: bool = False
+    random_seed: int | None = None
+    learning_rate: float = 0.001
+    optimizer: str = "adam"
+    lr_decay_factor: float | None = None
+    epochs_per_decay: int | None = None
+    regularization_coefficient: float = 0.0
+    weight_initializer: str = "xavier"
+    maximum_training_epochs: int = 100
+    loss_function: str = "sigmoid cross entropy"
+    num_classes: int = 2
+    class_weights: list[float] | None = None
+    num_threads: int | None = None
+    num_gpus: int | None = None
+    patch_height: int | None = None
+    patch_width: int | None = None
+    gen_data_overwrite: bool = False
+    augmentation_brightness_contrast: bool = False
+    augmentation_flip_horizontal: bool = False
+    augmentation_flip_vertical: bool = False
+    augmentation_rotation: bool = False
+    augmentation_rotation_crop_borders: bool = False
+    augmentation_crop: bool = False
+    augmentation_crop_ratio: float = 0.75
+    precision: str = "fp32"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        """Rebuild from ``to_dict`` output; unknown keys (from a newer version) are kept in ``extra``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in data.items() if k in names}
+        unknown = {k: v for k, v in data.items() if k not in names}
+        settings = cls(**known)
+        settings.extra.update(unknown)
+        return settings
+
+    @property
+    def patching(self) -> bool:
+        return self.patch_height is not None
+
+    @property
+    def binary(self) -> bool:
+        return self.num_classes == 2

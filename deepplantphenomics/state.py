@@ -1,0 +1,134 @@
+"""Saving and loading a trained state: weights as safetensors, architecture/settings/split as JSON.
+
+Every write goes to a temporary file in the same folder and is renamed into place, so an interrupted save
+never leaves a half-written file where a good one was.
+
+A state directory holds:
+    model.safetensors   the network weights
+    architecture.json   layer specs, input shape, output channels, preprocessing (what inference needs)
+    settings.json       every hyperparameter
+    split.json          the train/validation/test partition by file name
+    checkpoint.pt       (optional) optimiser/scheduler state and epoch, for resuming
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from deepplantphenomics.network import layer_label
+
+WEIGHTS = "model.safetensors"
+ARCHITECTURE = "architecture.json"
+SETTINGS = "settings.json"
+SPLIT = "split.json"
+CHECKPOINT = "checkpoint.pt"
+FORMAT_VERSION = 1
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Atomically write ``data`` as indented JSON."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, allow_nan=True)
+            handle.write("\n")
+
+    _atomic(Path(path), write)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Saved state is missing '{path}'.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"Saved state file '{path}' is corrupt: {exc}") from None
+
+
+def save_weights(
+    path: str | os.PathLike, network: torch.nn.Module, metadata: dict[str, str] | None = None
+) -> None:
+    """Atomically write the network's state dict as safetensors (contiguous CPU tensors)."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
+    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata or {}))
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Saved state is missing its weights file '{path}'.")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"Weights file '{path}' is corrupt or truncated: {exc}") from None
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    _atomic(Path(path), lambda tmp: torch.save(obj, tmp))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch raises many kinds for a damaged pickle/zip
+        raise ValueError(f"Checkpoint file '{path}' is corrupt or truncated: {exc}") from None
+
+
+def check_architecture(saved: list[dict[str, Any]], declared: list[dict[str, Any]], directory: Path) -> None:
+    """Raise ValueError naming the first layer where a declared network differs from the saved one."""
+    for index, (a, b) in enumerate(zip(saved, declared)):
+        if a != b:
+            raise ValueError(
+                f"The network declared now differs from the one saved in '{directory}' at "
+                f"{layer_label(index, b)}: saved {a}, declared {b}."
+            )
+    if len(saved) != len(declared):
+        shorter = "fewer" if len(declared) < len(saved) else "more"
+        index = min(len(saved), len(declared))
+        raise ValueError(
+            f"The network declared now has {shorter} layers ({len(declared)}) than the one saved in "
+            f"'{directory}' ({len(saved)}); the first difference is at layer {index}."
+        )
+
+
+def load_state_dict_checked(network: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Load weights, turning torch's key/shape errors into a ValueError that names the file and layer."""
+    own = network.state_dict()
+    for key, value in own.items():
+        if key not in weights:
+            raise ValueError(
+                f"Weights file '{path}' has no tensor '{key}': it was saved from another network."
+            )
+        if tuple(weights[key].shape) != tuple(value.shape):
+            raise ValueError(
+                f"Weights file '{path}': tensor '{key}' has shape {tuple(weights[key].shape)} but the network "
+                f"expects {tuple(value.shape)}."
+            )
+    extra = sorted(set(weights) - set(own))
+    if extra:
+        raise ValueError(f"Weights file '{path}' has tensors the network lacks, e.g. '{extra[0]}'.")
+    network.load_state_dict(weights)

@@ -1,0 +1,595 @@
+"""Procedural top-down photos of seedlings on soil, with exact plant masks.
+
+The demo and the end-to-end tests need a dataset that anyone can make in seconds, without downloads: these
+images look like a camera looking straight down at a seed tray or a field plot. A small network (three
+convolutional layers) learns them to Dice >= 0.9 in minutes on a CPU, yet they are not trivial: the soil is
+textured at several scales and holds stones and dry leaf litter (background), plants are rosettes or seedlings
+of shaded leaves that overlap, light and shadow vary.
+
+Only numpy is used to draw (Pillow only writes the files), and every shape is drawn inside its own bounding
+box, so one 256x256 image takes a few milliseconds.
+
+Example:
+    >>> from deepplantphenomics.synthetic import write_synthetic_dataset
+    >>> images_dir, masks_dir = write_synthetic_dataset("demo_data", n_images=40, seed=0)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from pathlib import Path
+
+import numpy as np
+
+from deepplantphenomics.settings import check_int
+
+__all__ = ["generate_plant_image", "write_synthetic_dataset"]
+
+# Below this size a plant is a handful of pixels and the images stop looking like plants.
+_MIN_SIDE = 16
+
+# Plant colours are kept clearly green (red well below green) and soil, stones and litter clearly not
+# green (red at or above green), so that colour separates the classes for every pixel, whatever the light:
+# that is what makes the task learnable by a very small network.
+_MAX_RED_OVER_GREEN_PLANT = 0.78
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, bool) or not isinstance(rng, numbers.Integral):
+        raise TypeError(
+            "Invalid value for argument `rng`: expected a numpy.random.Generator, a non-negative int seed "
+            f"or None, received {rng!r}."
+        )
+    if rng < 0:
+        raise ValueError(
+            f"Invalid value for argument `rng`: expected a non-negative int seed, received {int(rng)!r}."
+        )
+    return np.random.default_rng(int(rng))
+
+
+def _value_noise(rng: np.random.Generator, height: int, width: int, cell: float) -> np.ndarray:
+    """Smooth random field in [-1, 1] whose blobs are about `cell` pixels across.
+
+    Random values on a lattice with spacing `cell`, interpolated with a smoothstep so that no lattice grid
+    shows. float32 (height, width).
+    """
+    if cell <= 1.0:
+        return rng.random((height, width), dtype=np.float32) * 2.0 - 1.0
+    grid_h = int(math.ceil(height / cell)) + 2
+    grid_w = int(math.ceil(width / cell)) + 2
+    grid = rng.random((grid_h, grid_w), dtype=np.float32) * 2.0 - 1.0
+    y = np.arange(height, dtype=np.float32) / cell + np.float32(rng.uniform(0.0, 1.0))
+    x = np.arange(width, dtype=np.float32) / cell + np.float32(rng.uniform(0.0, 1.0))
+    y0 = y.astype(np.int64)
+    x0 = x.astype(np.int64)
+    ty = y - y0
+    tx = x - x0
+    ty = (ty * ty * (3.0 - 2.0 * ty))[:, None]
+    tx = (tx * tx * (3.0 - 2.0 * tx))[None, :]
+    # Separable: interpolate the small lattice along x first, then the rows along y.
+    rows = grid[:, x0] * (1.0 - tx) + grid[:, x0 + 1] * tx
+    return rows[y0] * (1.0 - ty) + rows[y0 + 1] * ty
+
+
+def _box_blur(field: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 window, edges replicated; summed-area table, so the cost does not grow with r."""
+    if radius < 1:
+        return field.astype(np.float32)
+    k = 2 * radius + 1
+    padded = np.pad(field.astype(np.float64), radius, mode="edge")
+    table = np.zeros((padded.shape[0] + 1, padded.shape[1] + 1))
+    table[1:, 1:] = padded.cumsum(axis=0).cumsum(axis=1)
+    total = table[k:, k:] - table[:-k, k:] - table[k:, :-k] + table[:-k, :-k]
+    return (total / (k * k)).astype(np.float32)
+
+
+def _bbox(
+    xs: list[float], ys: list[float], margin: float, height: int, width: int
+) -> tuple[int, int, int, int] | None:
+    """Integer pixel window (y0, y1, x0, x1) around the points, clipped to the image; None when outside."""
+    y0 = max(int(math.floor(min(ys) - margin)), 0)
+    y1 = min(int(math.ceil(max(ys) + margin)) + 1, height)
+    x0 = max(int(math.floor(min(xs) - margin)), 0)
+    x1 = min(int(math.ceil(max(xs) + margin)) + 1, width)
+    if y0 >= y1 or x0 >= x1:
+        return None
+    return y0, y1, x0, x1
+
+
+def _draw_leaf(
+    canvas: np.ndarray,
+    mask: np.ndarray | None,
+    rng: np.random.Generator,
+    *,
+    cx: float,
+    cy: float,
+    angle: float,
+    start: float,
+    length: float,
+    width: float,
+    colour: np.ndarray,
+    p: float,
+    q: float,
+    vein_colour: np.ndarray | None,
+    edge_dark: float,
+    bend: float = 0.0,
+    texture: float = 0.04,
+) -> None:
+    """Paint one leaf (or petiole, twig, dry leaf) into `canvas` (H, W, 3) float32, and into `mask` if given.
+
+    The leaf lies along `angle` from `start` to `start + length` pixels away from (cx, cy). Its half-width at
+    relative position s in [0, 1] follows s^p (1-s)^q scaled so the widest point is `width`: p < q gives an
+    egg shape, p > q a spatula (widest near the tip), p = q = 0 a strip of constant width. Pixels are shaded
+    darker towards the edges (a curved blade), one half lit more than the other (folded along the mid-vein),
+    and a lighter (or darker) mid-vein runs along the axis.
+    """
+    height, width_px = canvas.shape[:2]
+    cos_a, sin_a = math.cos(angle), math.sin(angle)
+    base_x, base_y = cx + start * cos_a, cy + start * sin_a
+    tip_x, tip_y = cx + (start + length) * cos_a, cy + (start + length) * sin_a
+    margin = width + abs(bend) * length + 2.0
+    box = _bbox([base_x, tip_x], [base_y, tip_y], margin, height, width_px)
+    if box is None:
+        return
+    y0, y1, x0, x1 = box
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(cy)
+    xs = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(cx)
+    u = xs * cos_a + ys * sin_a - start
+    s = u / length
+    v = -xs * sin_a + ys * cos_a - bend * length * s * s
+    inside_s = (s >= 0.0) & (s <= 1.0)
+    sc = np.clip(s, 0.0, 1.0)
+    if p == 0.0 and q == 0.0:
+        half = np.full_like(sc, width)
+    else:
+        s_star = p / (p + q)
+        norm = (s_star**p) * ((1.0 - s_star) ** q)
+        half = width * (sc**p) * ((1.0 - sc) ** q) / norm
+    inside = inside_s & (np.abs(v) <= half)
+    if not inside.any():
+        return
+    rel = v / np.maximum(half, 1e-3)  # -1 .. 1 across the blade
+    shade = 1.0 - edge_dark * rel * rel + 0.08 * rel + 0.06 * (0.5 - sc)
+    if texture > 0.0:
+        shade = shade + texture * rng.standard_normal(shade.shape).astype(np.float32)
+    pixels = shade[..., None] * colour[None, None, :].astype(np.float32)
+    if vein_colour is not None:
+        vein_half = max(0.6, 0.07 * width)
+        vein = (np.abs(v) <= vein_half) & (sc < 0.88)
+        pixels[vein] = vein_colour * shade[vein][:, None]
+    window = canvas[y0:y1, x0:x1]
+    window[inside] = pixels[inside]
+    if mask is not None:
+        mask[y0:y1, x0:x1] |= inside
+
+
+# ------------------------------------------------------------------------------------------ background
+def _soil(rng: np.random.Generator, height: int, width: int, scale: float) -> np.ndarray:
+    """Soil texture, float32 (H, W, 3) in 0..255-ish: two tones mixed coarsely, brightness noise at 4 scales."""
+    kind = rng.random()
+    if kind < 0.6:  # brown soil, from sandy to dark humus
+        red = rng.uniform(85.0, 160.0)
+        tone = np.array([red, red * rng.uniform(0.72, 0.86), red * rng.uniform(0.48, 0.66)], np.float32)
+    elif kind < 0.85:  # grey, potting mix or clay; a touch warm so that noise does not tip it to green
+        grey = rng.uniform(80.0, 150.0)
+        green = rng.uniform(0.9, 0.97)
+        tone = np.array([grey, grey * green, grey * green * rng.uniform(0.88, 1.0)], np.float32)
+    else:  # reddish loam
+        red = rng.uniform(110.0, 170.0)
+        tone = np.array([red, red * rng.uniform(0.62, 0.74), red * rng.uniform(0.45, 0.58)], np.float32)
+    # A wetter, darker patch tone; it keeps red >= green so that soil never turns green.
+    dark = (
+        tone
+        * np.array([1.0, rng.uniform(0.95, 1.0), rng.uniform(0.9, 1.0)], np.float32)
+        * np.float32(rng.uniform(0.6, 0.85))
+    )
+    mix = np.clip(0.5 + 0.7 * _value_noise(rng, height, width, 70.0 * scale), 0.0, 1.0)[..., None]
+    soil = tone[None, None, :] * (1.0 - mix) + dark[None, None, :] * mix
+    brightness = np.float32(1.0)
+    for cell, low, high in ((24.0 * scale, 0.05, 0.12), (6.0 * scale, 0.05, 0.12), (2.0 * scale, 0.04, 0.1)):
+        brightness = brightness + np.float32(rng.uniform(low, high)) * _value_noise(rng, height, width, cell)
+    brightness += np.float32(rng.uniform(0.03, 0.08)) * _value_noise(rng, height, width, 1.0)
+    # Crumbs: dark gaps between clods and light grains.
+    crumbs = _value_noise(rng, height, width, 3.0 * scale)
+    brightness[crumbs > 0.55] *= 0.72
+    brightness[crumbs < -0.75] *= 1.18
+    return soil * brightness[..., None]
+
+
+def _ellipse_r2(
+    dx: np.ndarray, dy: np.ndarray, cos_t: float, sin_t: float, ra: float, rb: float
+) -> np.ndarray:
+    """Squared elliptic radius of offsets (dx, dy): <= 1 inside the ellipse with semi-axes ra, rb."""
+    a = (dx * cos_t + dy * sin_t) / ra
+    b = (-dx * sin_t + dy * cos_t) / rb
+    return a * a + b * b
+
+
+def _stones(rng: np.random.Generator, canvas: np.ndarray, scale: float) -> None:
+    """Pebbles: grey-beige ellipses lit from the upper left, each with a small shadow to the lower right."""
+    height, width = canvas.shape[:2]
+    area_factor = height * width / 65536.0
+    n_stones = int(rng.integers(0, 30) * area_factor * rng.uniform(0.5, 1.0))
+    for _ in range(n_stones):
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        ra = rng.uniform(1.5, 7.0) * scale
+        rb = ra * rng.uniform(0.55, 1.0)
+        theta = rng.uniform(0, math.pi)
+        value = rng.uniform(95.0, 215.0)
+        colour = value * np.array([1.0, rng.uniform(0.9, 0.99), rng.uniform(0.78, 0.95)], dtype=np.float32)
+        box = _bbox([cx], [cy], ra + 3.0, height, width)
+        if box is None:
+            continue
+        y0, y1, x0, x1 = box
+        ys = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(cy)
+        xs = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(cx)
+        axes = (math.cos(theta), math.sin(theta), ra, rb)
+        window = canvas[y0:y1, x0:x1]
+        offset = 0.35 * ra
+        shadow = _ellipse_r2(xs - offset, ys - offset, *axes) <= 1.0
+        window[shadow] *= 0.72
+        d2 = _ellipse_r2(xs, ys, *axes)
+        inside = d2 <= 1.0
+        light = 1.0 - 0.22 * (xs + ys) / (ra * 1.41) - 0.25 * d2
+        pixels = light[..., None] * colour[None, None, :]
+        window[inside] = pixels[inside]
+
+
+def _litter(rng: np.random.Generator, canvas: np.ndarray, scale: float) -> None:
+    """Dry, brown leaves and bits of straw lying on the soil: background that is leaf-shaped but not green."""
+    height, width = canvas.shape[:2]
+    area_factor = height * width / 65536.0
+    n_items = int(rng.integers(0, 5) * area_factor)
+    for _ in range(n_items):
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        angle = rng.uniform(0, 2 * math.pi)
+        if rng.random() < 0.7:  # dry leaf
+            red = rng.uniform(110.0, 175.0)
+            colour = np.array([red, red * rng.uniform(0.62, 0.8), red * rng.uniform(0.32, 0.5)])
+            length = rng.uniform(8.0, 22.0) * scale
+            _draw_leaf(
+                canvas,
+                None,
+                rng,
+                cx=cx,
+                cy=cy,
+                angle=angle,
+                start=0.0,
+                length=length,
+                width=length * rng.uniform(0.18, 0.35),
+                colour=colour,
+                p=rng.uniform(0.6, 1.0),
+                q=rng.uniform(0.5, 0.9),
+                vein_colour=colour * 0.7,
+                edge_dark=0.3,
+                bend=rng.uniform(-0.15, 0.15),
+                texture=0.06,
+            )
+        else:  # straw or twig
+            red = rng.uniform(120.0, 200.0)
+            colour = np.array([red, red * rng.uniform(0.8, 0.92), red * rng.uniform(0.45, 0.65)])
+            _draw_leaf(
+                canvas,
+                None,
+                rng,
+                cx=cx,
+                cy=cy,
+                angle=angle,
+                start=0.0,
+                length=rng.uniform(10.0, 35.0) * scale,
+                width=rng.uniform(0.6, 1.4) * scale,
+                colour=colour,
+                p=0.0,
+                q=0.0,
+                vein_colour=None,
+                edge_dark=0.25,
+                bend=rng.uniform(-0.05, 0.05),
+                texture=0.04,
+            )
+
+
+# ---------------------------------------------------------------------------------------------- plants
+def _plant_green(rng: np.random.Generator) -> np.ndarray:
+    green = rng.uniform(85.0, 175.0)
+    return np.array(
+        [green * rng.uniform(0.38, 0.7), green, green * rng.uniform(0.12, 0.45)], dtype=np.float32
+    )
+
+
+def _leaf_colour(rng: np.random.Generator, base: np.ndarray, youth: float) -> np.ndarray:
+    """Per-leaf variation of the plant's green; young leaves (youth -> 1) are lighter and more yellow."""
+    colour = base * rng.uniform(0.85, 1.12)
+    colour = colour * (1.0 + 0.18 * youth) + np.array([12.0, 8.0, 0.0]) * youth
+    colour[0] = min(colour[0], _MAX_RED_OVER_GREEN_PLANT * colour[1])
+    return np.minimum(colour, 250.0).astype(np.float32)
+
+
+def _vein_colour(colour: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    # Veins are paler, yellower greens; kept green so that a vein pixel is still a plant pixel by colour.
+    vein = colour * 0.7 + np.array([0.55, 0.75, 0.35], dtype=np.float32) * 255.0 * 0.3
+    vein *= rng.uniform(0.95, 1.08)
+    vein[0] = min(vein[0], _MAX_RED_OVER_GREEN_PLANT * vein[1])
+    return np.minimum(vein, 250.0).astype(np.float32)
+
+
+def _draw_plant(
+    rng: np.random.Generator, canvas: np.ndarray, mask: np.ndarray, cx: float, cy: float, radius: float
+) -> None:
+    """One plant whose leaves reach about `radius` pixels from (cx, cy)."""
+    base = _plant_green(rng)
+    kind = rng.random()
+    theta0 = rng.uniform(0, 2 * math.pi)
+    edge_dark = rng.uniform(0.15, 0.35)
+    leaves: list[dict] = []
+    if kind < 0.5:
+        # Rosette (Arabidopsis-like): spiral phyllotaxis, older outer leaves large and drawn first, younger
+        # leaves smaller and on top, spatula-shaped blades on short petioles.
+        n_leaves = int(rng.integers(5, 13))
+        golden = math.radians(137.5)
+        for k in range(n_leaves):
+            youth = k / max(n_leaves - 1, 1)
+            reach = radius * (1.0 - 0.55 * youth) * rng.uniform(0.85, 1.08)
+            petiole = reach * rng.uniform(0.12, 0.3)
+            leaves.append(
+                dict(
+                    angle=theta0 + k * golden + rng.uniform(-0.2, 0.2),
+                    start=petiole,
+                    length=reach - petiole,
+                    width=(reach - petiole) * rng.uniform(0.24, 0.38),
+                    p=rng.uniform(0.9, 1.5),
+                    q=rng.uniform(0.4, 0.65),
+                    youth=youth,
+                    bend=rng.uniform(-0.12, 0.12),
+                    petiole=petiole,
+                )
+            )
+    elif kind < 0.8:
+        # Seedling: two opposite cotyledons, then up to two small true leaves across them.
+        reach = radius * rng.uniform(0.85, 1.05)
+        for side in (0.0, math.pi):
+            start = reach * rng.uniform(0.05, 0.15)
+            leaves.append(
+                dict(
+                    angle=theta0 + side + rng.uniform(-0.25, 0.25),
+                    start=start,
+                    length=reach - start,
+                    width=(reach - start) * rng.uniform(0.28, 0.42),
+                    p=rng.uniform(0.5, 0.8),
+                    q=rng.uniform(0.5, 0.8),
+                    youth=0.0,
+                    bend=rng.uniform(-0.1, 0.1),
+                    petiole=start,
+                )
+            )
+        for side in (0.0, math.pi)[: int(rng.integers(0, 3))]:
+            true_reach = reach * rng.uniform(0.45, 0.7)
+            leaves.append(
+                dict(
+                    angle=theta0 + math.pi / 2 + side + rng.uniform(-0.3, 0.3),
+                    start=0.0,
+                    length=true_reach,
+                    width=true_reach * rng.uniform(0.25, 0.35),
+                    p=rng.uniform(0.8, 1.2),
+                    q=rng.uniform(0.5, 0.8),
+                    youth=1.0,
+                    bend=rng.uniform(-0.1, 0.1),
+                    petiole=0.0,
+                )
+            )
+    else:
+        # Weed-like star of 3-6 narrow, pointed leaves spread evenly.
+        n_leaves = int(rng.integers(3, 7))
+        for k in range(n_leaves):
+            reach = radius * rng.uniform(0.7, 1.05)
+            leaves.append(
+                dict(
+                    angle=theta0 + 2 * math.pi * k / n_leaves + rng.uniform(-0.3, 0.3),
+                    start=0.0,
+                    length=reach,
+                    width=reach * rng.uniform(0.12, 0.22),
+                    p=rng.uniform(0.6, 0.9),
+                    q=rng.uniform(0.7, 1.0),
+                    youth=rng.uniform(0.0, 0.5),
+                    bend=rng.uniform(-0.2, 0.2),
+                    petiole=0.0,
+                )
+            )
+    for leaf in leaves:
+        colour = _leaf_colour(rng, base, leaf["youth"])
+        if leaf["petiole"] > 1.0:
+            _draw_leaf(
+                canvas,
+                mask,
+                rng,
+                cx=cx,
+                cy=cy,
+                angle=leaf["angle"],
+                start=0.0,
+                length=leaf["petiole"] + 1.0,
+                width=max(0.8, 0.12 * leaf["width"]),
+                colour=_vein_colour(colour, rng),
+                p=0.0,
+                q=0.0,
+                vein_colour=None,
+                edge_dark=0.2,
+            )
+        _draw_leaf(
+            canvas,
+            mask,
+            rng,
+            cx=cx,
+            cy=cy,
+            angle=leaf["angle"],
+            start=leaf["start"],
+            length=leaf["length"],
+            width=leaf["width"],
+            colour=colour,
+            p=leaf["p"],
+            q=leaf["q"],
+            vein_colour=_vein_colour(colour, rng),
+            edge_dark=edge_dark,
+            bend=leaf["bend"],
+        )
+
+
+def _plant_layout(rng: np.random.Generator, height: int, width: int) -> list[tuple[float, float, float]]:
+    """Centres and radii of 1-6 plants, sized so that plants cover roughly 3-40 % of the image."""
+    n_plants = int(rng.integers(1, 7))
+    coverage = math.exp(rng.uniform(math.log(0.08), math.log(0.4)))
+    # Measured: a plant of radius r covers about 1.1 r^2 pixels on average over the three plant kinds.
+    mean_radius = math.sqrt(coverage * height * width / (n_plants * 1.1))
+    side = min(height, width)
+    layout: list[tuple[float, float, float]] = []
+    for _ in range(n_plants):
+        radius = float(np.clip(mean_radius * rng.uniform(0.75, 1.25), 0.06 * side, 0.45 * side))
+        # Plants may be cut by the image border, as in any photo of a tray; a few tries keep them from
+        # piling up on one spot.
+        best = None
+        for _attempt in range(8):
+            cx = rng.uniform(0.08 * width, 0.92 * width)
+            cy = rng.uniform(0.08 * height, 0.92 * height)
+            gap = min((math.hypot(cx - x, cy - y) - r for x, y, r in layout), default=math.inf)
+            if best is None or gap > best[0]:
+                best = (gap, cx, cy)
+            if gap > 0.6 * radius:
+                break
+        layout.append((best[1], best[2], radius))
+    return layout
+
+
+# ------------------------------------------------------------------------------------------ public API
+def generate_plant_image(
+    height: int = 256, width: int = 256, rng: np.random.Generator | int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one top-down photo of 1-6 seedlings on soil, with its exact plant mask.
+
+    Args:
+        height: Image height in pixels, at least 16.
+        width: Image width in pixels, at least 16.
+        rng: A ``numpy.random.Generator`` (advanced by the call), an int seed (same seed, same image) or None
+            (fresh randomness).
+
+    Returns:
+        ``(image, mask)``: ``image`` uint8 (height, width, 3) RGB; ``mask`` uint8 (height, width) with 255 on
+        exactly the plant pixels and 0 elsewhere (soil, stones and dry litter are background).
+
+    Raises:
+        TypeError: ``height``/``width`` are not ints, or ``rng`` is not a Generator, an int or None.
+        ValueError: ``height``/``width`` are below 16, or ``rng`` is a negative int.
+    """
+    height = check_int("height", height, minimum=_MIN_SIDE)
+    width = check_int("width", width, minimum=_MIN_SIDE)
+    gen = _as_generator(rng)
+    # Sizes of stones, leaves and texture scale with the image, so a 64x64 image looks like a
+    # downscaled 256x256 one rather than a close-up.
+    scale = min(height, width) / 256.0
+
+    canvas = _soil(gen, height, width, scale)
+    _stones(gen, canvas, scale)
+    _litter(gen, canvas, scale)
+
+    plants = np.zeros((height, width), dtype=bool)
+    for cx, cy, radius in _plant_layout(gen, height, width):
+        _draw_plant(gen, canvas, plants, cx, cy, radius)
+
+    # Leaves shade the soil beside them (light from one side): a soft, offset shadow on background only.
+    angle = gen.uniform(0, 2 * math.pi)
+    offset = max(1, round(gen.uniform(1.5, 4.0) * scale))
+    dy, dx = round(offset * math.sin(angle)), round(offset * math.cos(angle))
+    shifted = np.zeros((height, width), dtype=np.float32)
+    shifted[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = plants[
+        max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)
+    ]
+    contact = _box_blur(shifted, max(1, round(2 * scale)))
+    darken = np.where(plants, np.float32(1.0), 1.0 - gen.uniform(0.2, 0.45) * contact)
+    canvas = canvas * darken[..., None]
+
+    # Occasionally a large soft shadow (a neighbour plant, the tray rim, the photographer) over everything.
+    if gen.random() < 0.35:
+        blob = _value_noise(gen, height, width, gen.uniform(60.0, 140.0) * scale)
+        edge = gen.uniform(-0.2, 0.3)
+        softness = gen.uniform(0.25, 0.6)
+        shadow = np.clip((blob - edge) / softness, 0.0, 1.0)
+        canvas = canvas * (1.0 - gen.uniform(0.25, 0.5) * shadow)[..., None]
+
+    # Exposure and white balance of the camera, then sensor noise. Green is never boosted over red, so
+    # that grey soil stays grey rather than turning faintly green.
+    gain = gen.uniform(0.72, 1.22) * np.array([1.0, gen.uniform(0.95, 1.0), gen.uniform(0.9, 1.03)])
+    canvas = canvas * gain.astype(np.float32)[None, None, :]
+    noise = gen.standard_normal(canvas.shape, dtype=np.float32)
+    canvas += np.float32(gen.uniform(1.0, 4.5)) * noise
+    np.rint(canvas, out=canvas)
+    image = np.clip(canvas, 0, 255).astype(np.uint8)
+    mask = np.where(plants, np.uint8(255), np.uint8(0))
+    return image, mask
+
+
+def write_synthetic_dataset(
+    directory: str | os.PathLike,
+    n_images: int,
+    height: int = 256,
+    width: int = 256,
+    seed: int = 0,
+    prefix: str = "plant",
+) -> tuple[Path, Path]:
+    """Write a synthetic segmentation dataset in the layout the data loader reads.
+
+    Image ``i`` is ``directory/images/{prefix}_{i:04d}.png`` (RGB) and its mask
+    ``directory/masks/{prefix}_{i:04d}.png`` (8-bit grey, 0 = background, 255 = plant). Image ``i`` depends only
+    on ``seed`` and ``i``, so the same seed writes byte-identical files, and a larger ``n_images`` only adds
+    images. Existing files with the same names are overwritten.
+
+    Args:
+        directory: Folder to write into; created (with parents) if missing.
+        n_images: Number of image/mask pairs, at least 1.
+        height: Image height in pixels, at least 16.
+        width: Image width in pixels, at least 16.
+        seed: Non-negative int seed.
+        prefix: File name prefix: non-empty, no path separators.
+
+    Returns:
+        ``(images_dir, masks_dir)`` as ``pathlib.Path``.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: An argument is out of range, or ``directory`` exists and is not a folder.
+    """
+    from PIL import Image
+
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(
+            f"Invalid value for argument `directory`: expected a str or path-like, received {directory!r}."
+        )
+    n_images = check_int("n_images", n_images, minimum=1)
+    height = check_int("height", height, minimum=_MIN_SIDE)
+    width = check_int("width", width, minimum=_MIN_SIDE)
+    seed = check_int("seed", seed, minimum=0)
+    if not isinstance(prefix, str):
+        raise TypeError(f"Invalid value for argument `prefix`: expected a str, received {prefix!r}.")
+    if not prefix or any(sep in prefix for sep in ("/", "\\", os.sep)) or prefix in (".", ".."):
+        raise ValueError(
+            "Invalid value for argument `prefix`: expected a non-empty file name prefix without path "
+            f"separators, received {prefix!r}."
+        )
+    root = Path(directory)
+    if root.exists() and not root.is_dir():
+        raise ValueError(
+            f"Invalid value for argument `directory`: expected a folder, received {str(root)!r}, which is a file."
+        )
+    images_dir = root / "images"
+    masks_dir = root / "masks"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(n_images):
+        image, mask = generate_plant_image(height, width, np.random.default_rng([seed, i]))
+        name = f"{prefix}_{i:04d}.png"
+        Image.fromarray(image).save(images_dir / name, format="PNG")
+        Image.fromarray(mask).save(masks_dir / name, format="PNG")
+    return images_dir, masks_dir

@@ -1,0 +1,1 @@
+"""Pretrained tools that need no training (see docs/vegetation.md)."""

@@ -1,0 +1,363 @@
+"""The training loop, shared by ``SemanticSegmentationModel.begin_training()`` and the ``dpp train`` command.
+
+One epoch is one full pass over the training split (the last, smaller batch included). Randomness (shuffle,
+augmentation, dropout) comes from generators seeded by ``set_random_seed``, and their state is checkpointed
+with the weights, so an interrupted run resumed from its checkpoint ends with the same weights as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from deepplantphenomics import state
+from deepplantphenomics.data.augment import AugmentationConfig, augment_batch
+from deepplantphenomics.data.dataset import InMemoryData
+from deepplantphenomics.losses import build_loss
+from deepplantphenomics.metrics import ConfusionMatrix, format_metrics, predictions_from_logits
+from deepplantphenomics.settings import Settings
+
+METRICS_CSV = "metrics.csv"
+
+
+def headline_scores(metrics: dict[str, Any]) -> tuple[float, float]:
+    """(IoU, Dice) users look at: of the foreground for binary models, the mean over classes otherwise."""
+    if "foreground_iou" in metrics:
+        return metrics["foreground_iou"], metrics["foreground_dice"]
+    return metrics["mean_iou"], metrics["mean_dice"]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def choose_device(settings: Settings) -> torch.device:
+    """CUDA when present (and GPUs were not set to 0), else CPU."""
+    if torch.cuda.is_available() and settings.num_gpus != 0:
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def make_optimizer(settings: Settings, parameters) -> torch.optim.Optimizer:
+    lr, decay = settings.learning_rate, settings.regularization_coefficient
+    name = settings.optimizer
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=decay)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, weight_decay=decay)
+    if name == "sgd_momentum":
+        return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=decay)
+    if name == "adadelta":
+        return torch.optim.Adadelta(parameters, lr=lr, weight_decay=decay)
+    if name == "adagrad":
+        return torch.optim.Adagrad(parameters, lr=lr, weight_decay=decay)
+    raise ValueError(f"Unknown optimizer {name!r}.")
+
+
+def make_scheduler(settings: Settings, optimizer: torch.optim.Optimizer):
+    if settings.lr_decay_factor is None:
+        return None
+    # DPP's staircase exponential decay every `epochs_per_decay` epochs, stepped once per epoch here.
+    return torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=settings.epochs_per_decay, gamma=settings.lr_decay_factor
+    )
+
+
+def augmentation_config(settings: Settings) -> AugmentationConfig:
+    return AugmentationConfig(
+        brightness_contrast=settings.augmentation_brightness_contrast,
+        flip_horizontal=settings.augmentation_flip_horizontal,
+        flip_vertical=settings.augmentation_flip_vertical,
+        rotation=settings.augmentation_rotation,
+        rotation_crop_borders=settings.augmentation_rotation_crop_borders,
+        crop=settings.augmentation_crop,
+        crop_ratio=settings.augmentation_crop_ratio,
+    )
+
+
+def autocast(settings: Settings, device: torch.device):
+    """bf16 autocast when asked for (``set_precision('bf16')``); fp32 otherwise."""
+    if settings.precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def batch_tensors(
+    data: InMemoryData, rows: torch.Tensor | slice, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    images = data.float_images(rows).to(device, non_blocking=True)
+    masks = data.masks[rows].to(device, non_blocking=True).long()
+    return images, masks
+
+
+@torch.inference_mode()
+def evaluate(
+    network: nn.Module,
+    data: InMemoryData,
+    settings: Settings,
+    loss_fn: nn.Module,
+    device: torch.device,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Loss and confusion-matrix metrics of ``network`` on ``data`` (weighted mean loss over pixels' batches)."""
+    was_training = network.training
+    network.eval()
+    matrix = ConfusionMatrix(settings.num_classes, device=device)
+    total, count = 0.0, 0
+    step = batch_size or max(settings.batch_size, 1)
+    for start in range(0, len(data), step):
+        images, masks = batch_tensors(data, slice(start, start + step), device)
+        with autocast(settings, device):
+            logits = network(images)
+        logits = logits.float()
+        total += float(loss_fn(logits, masks)) * images.shape[0]
+        count += images.shape[0]
+        matrix.update(predictions_from_logits(logits), masks)
+    network.train(was_training)
+    metrics = matrix.compute()
+    metrics["loss"] = total / max(count, 1)
+    return metrics
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a flag checked after each batch, so the batch finishes and state is saved."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:  # a second Ctrl-C: the user really wants out now
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class TrainingRun:
+    """Everything one training run needs; ``run()`` trains and returns the per-epoch history."""
+
+    network: nn.Module
+    settings: Settings
+    train_data: InMemoryData
+    validation_data: InMemoryData | None
+    save_dir: Path
+    save_state: Any  # callable(network) -> None: writes the final/loadable state (weights + JSON)
+    debug: bool = False
+    report_rate: int = 100
+    save_checkpoints: bool = True
+    tensorboard_dir: str | None = None
+    resume: bool = False
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    interrupted: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def log(self, message: str) -> None:
+        if self.debug:
+            tqdm.write(message, file=sys.stdout)
+
+    # ----------------------------------------------------------------- checkpoints
+    def _checkpoint(
+        self, optimizer, scheduler, generator, epoch: int, batch: int, order: torch.Tensor
+    ) -> None:
+        """Weights of the last good step plus everything needed to continue exactly from here."""
+        self.save_state(self.network)
+        state.save_torch(
+            self.save_dir / state.CHECKPOINT,
+            {
+                "epoch": epoch,
+                "batch": batch,
+                "order": order,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": self.history,
+            },
+        )
+
+    def _write_metrics_csv(self) -> None:
+        if not self.history:
+            return
+        keys = list(self.history[0].keys())
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.history)
+        text = buffer.getvalue()
+        state._atomic(self.save_dir / METRICS_CSV, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+    # ----------------------------------------------------------------- the loop
+    def run(self) -> list[dict[str, Any]]:
+        settings = self.settings
+        network = self.network.to(self.device)
+        loss_fn = build_loss(settings.loss_function, settings.num_classes, settings.class_weights)
+        optimizer = make_optimizer(settings, network.parameters())
+        scheduler = make_scheduler(settings, optimizer)
+        generator = torch.Generator()
+        generator.manual_seed(
+            settings.random_seed
+            if settings.random_seed is not None
+            else int(torch.randint(0, 2**62, (1,)).item())
+        )
+        augment = augmentation_config(settings)
+        n = len(self.train_data)
+        batch_size = settings.batch_size
+        batches_per_epoch = math.ceil(n / batch_size)
+        start_epoch, start_batch, order = 0, 0, None
+        checkpoint_path = self.save_dir / state.CHECKPOINT
+        if self.resume:
+            if not checkpoint_path.exists():
+                raise FileNotFoundError(
+                    f"Cannot resume: no checkpoint at '{checkpoint_path}'. Train without resume=True first."
+                )
+            ckpt = state.load_checkpoint(checkpoint_path)
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if scheduler is not None and ckpt["scheduler"] is not None:
+                scheduler.load_state_dict(ckpt["scheduler"])
+            generator.set_state(ckpt["generator"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            start_epoch, start_batch, order = ckpt["epoch"], ckpt["batch"], ckpt["order"]
+            self.history = list(ckpt.get("history", []))
+            if start_batch >= batches_per_epoch:
+                start_epoch, start_batch, order = start_epoch + 1, 0, None
+            self.log(f"Resuming from epoch {start_epoch + 1}, batch {start_batch + 1} ('{checkpoint_path}').")
+
+        writer = self._tensorboard()
+        total_batches = settings.maximum_training_epochs * batches_per_epoch
+        done = start_epoch * batches_per_epoch + start_batch
+        bar = tqdm(
+            total=total_batches,
+            initial=done,
+            desc="training",
+            unit="batch",
+            disable=None,
+            dynamic_ncols=True,
+            leave=False,
+        )
+        network.train()
+        step = done
+        with _StopRequest() as stop:
+            for epoch in range(start_epoch, settings.maximum_training_epochs):
+                if order is None:
+                    order = torch.randperm(n, generator=generator)
+                running, seen = 0.0, 0
+                for b in range(start_batch, batches_per_epoch):
+                    rows = order[b * batch_size : (b + 1) * batch_size]
+                    images, masks = batch_tensors(self.train_data, rows, self.device)
+                    if augment.any:
+                        images, masks = augment_batch(images, masks, augment, generator=generator)
+                    optimizer.zero_grad(set_to_none=True)
+                    with autocast(settings, self.device):
+                        logits = network(images)
+                    loss = loss_fn(logits.float(), masks)
+                    if not torch.isfinite(loss):
+                        raise TrainingDivergedError(
+                            f"The training loss became {loss.detach().item()} at epoch {epoch + 1}, batch {b + 1}. "
+                            f"Try a lower learning rate (set_learning_rate, now {settings.learning_rate}). "
+                            f"The last good state is in '{self.save_dir}'."
+                        )
+                    loss.backward()
+                    optimizer.step()
+                    step += 1
+                    value = loss.detach().item()
+                    running += value * images.shape[0]
+                    seen += images.shape[0]
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}")
+                    if step % self.report_rate == 0:
+                        self.log(f"epoch {epoch + 1}, batch {b + 1}/{batches_per_epoch}: loss {value:.4f}")
+                        if writer is not None:
+                            self._tensorboard_step(writer, step, value, optimizer, images, masks, logits)
+                    if stop.signal is not None:
+                        self._checkpoint(optimizer, scheduler, generator, epoch, b + 1, order)
+                        self.interrupted = True
+                        bar.close()
+                        print(
+                            f"Training interrupted at epoch {epoch + 1}, batch {b + 1}: state saved to "
+                            f"'{self.save_dir}'. Continue with begin_training(resume=True)."
+                        )
+                        self._write_metrics_csv()
+                        return self.history
+                start_batch, order = 0, None
+                if scheduler is not None:
+                    scheduler.step()
+                record: dict[str, Any] = {
+                    "epoch": epoch + 1,
+                    "train_loss": running / max(seen, 1),
+                    "learning_rate": optimizer.param_groups[0]["lr"],
+                }
+                if self.validation_data is not None and len(self.validation_data):
+                    val = evaluate(network, self.validation_data, settings, loss_fn, self.device)
+                    iou, dice = headline_scores(val)
+                    record.update(val_loss=val["loss"], val_iou=iou, val_dice=dice)
+                    self.log(
+                        f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, validation loss "
+                        f"{val['loss']:.4f}, IoU {iou:.4f}, Dice {dice:.4f}"
+                    )
+                    if writer is not None:
+                        for key in ("val_loss", "val_iou", "val_dice"):
+                            writer.add_scalar(f"validation/{key[4:]}", record[key], step)
+                self.history.append(record)
+                self._write_metrics_csv()
+                if self.save_checkpoints:
+                    self._checkpoint(
+                        optimizer, scheduler, generator, epoch, batches_per_epoch, torch.arange(n)
+                    )
+        bar.close()
+        if writer is not None:
+            writer.close()
+        self.save_state(network)
+        return self.history
+
+    # ----------------------------------------------------------------- tensorboard
+    def _tensorboard(self):
+        if not self.tensorboard_dir:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ImportError(
+                "tensorboard_dir needs the optional 'tensorboard' extra: pip install 'deepplantphenomics[tensorboard]'."
+            ) from None
+        return SummaryWriter(log_dir=str(self.tensorboard_dir))
+
+    def _tensorboard_step(self, writer, step, loss, optimizer, images, masks, logits) -> None:
+        writer.add_scalar("train/loss", loss, step)
+        writer.add_scalar("train/learning_rate", optimizer.param_groups[0]["lr"], step)
+        image = images[0].detach().float().cpu()
+        if image.shape[0] not in (1, 3):
+            image = image[:1]
+        writer.add_image("input", image, step)
+        target = masks[0].detach().cpu().float()
+        target[target == 255] = 0
+        writer.add_image("target_mask", (target / max(self.settings.num_classes - 1, 1))[None], step)
+        pred = predictions_from_logits(logits[:1].detach().float())[0].cpu().float()
+        writer.add_image("predicted_mask", (pred / max(self.settings.num_classes - 1, 1))[None], step)
+
+
+def report_test_metrics(metrics: dict[str, Any], class_names: list[str] | None = None) -> str:
+    """The end-of-training test report: loss then the confusion-matrix metrics."""
+    return f"Test loss: {metrics['loss']:.4f}\n" + format_metrics(metrics, class_names)
