@@ -17,6 +17,7 @@ from torch import nn
 from deepplantphenomics.data.dataset import fit_to_network, to_tensor_image
 from deepplantphenomics.data.io import match_depth, read_image
 from deepplantphenomics.data.patches import predict_tiled
+from deepplantphenomics.runtime import prepare_input, prepare_module, tune_allocator
 from deepplantphenomics.settings import Settings
 
 
@@ -75,7 +76,8 @@ def predict_files(
 
     H, W are the network size, or the file's own size when a patch size is set.
     """
-    network.eval()
+    tune_allocator()
+    network = prepare_module(network, device).eval()
     depth = settings.image_depth
     size = (settings.image_height, settings.image_width)
     step = batch_size or max(settings.batch_size, 1)
@@ -83,7 +85,7 @@ def predict_files(
     if settings.patching:
 
         def predict(tiles: torch.Tensor) -> torch.Tensor:
-            return network_probabilities(network, tiles.to(device))
+            return network_probabilities(network, prepare_input(tiles, device))
 
         for path in files:
             image = load_image_tensor(path, depth)
@@ -104,7 +106,8 @@ def predict_files(
                 )
                 for path in group
             ]
-        ).to(device)
+        )
+        batch = prepare_input(batch, device)
         probs = network_probabilities(network, batch)
         outputs.extend(p.permute(1, 2, 0).cpu().numpy().astype(np.float32) for p in probs)
     return outputs

@@ -94,7 +94,7 @@ def canonical_loss_name(name: str) -> str:
     """
     if not isinstance(name, str):
         raise TypeError(
-            f"Invalid type for argument `loss_function`: expected a str, received {type(name).__name__}."
+            f"Invalid value for argument `loss_function`: expected a str, received {name!r}."
         )
     terms = []
     for raw_term in name.split("+"):

@@ -29,6 +29,7 @@ from deepplantphenomics.data.dataset import (
 from deepplantphenomics.inference import check_files, interpret, predict_files, stack_or_list
 from deepplantphenomics.losses import build_loss, canonical_loss_name
 from deepplantphenomics.network import NetworkBuilder, SegmentationNetwork, initialize_weights
+from deepplantphenomics.runtime import prepare_module
 from deepplantphenomics.settings import (
     INITIALIZERS,
     OPTIMIZERS,
@@ -105,6 +106,11 @@ class SemanticSegmentationModel:
         self._split: dict[str, list[str]] | None = None
         self._device = torch.device("cpu")
         self._closed = False
+
+    @property
+    def save_dir(self) -> Path:
+        """Where the trained state is written."""
+        return self._save_dir
 
     # ================================================================== logging
     def _log(self, message: str) -> None:
@@ -599,6 +605,11 @@ class SemanticSegmentationModel:
         check_bool("return_test_loss", return_test_loss)
         check_bool("resume", resume)
         self._check_ready_to_train()
+        if resume and not (self._save_dir / state.CHECKPOINT).is_file():
+            raise FileNotFoundError(
+                f"Cannot resume: no checkpoint at '{self._save_dir / state.CHECKPOINT}'. "
+                "Train with save_checkpoints=True (the default) first, or interrupt a run with Ctrl-C."
+            )
         self._prepare_runtime()
         split = self._resolve_split()
         self._split = split
@@ -648,7 +659,7 @@ class SemanticSegmentationModel:
         test = self._subset(split["test"])
         if test is None:
             raise RuntimeError("There is no test split: set_test_split(r) with r > 0 and train again.")
-        network = self._build_network().to(self._device)
+        network = prepare_module(self._build_network(), self._device)
         s = self._settings
         loss_fn = build_loss(s.loss_function, s.num_classes, s.class_weights)
         metrics = evaluate(network, test, s, loss_fn, self._device)
@@ -669,13 +680,13 @@ class SemanticSegmentationModel:
             when those sizes differ).
         """
         files = check_files(images, "images")
-        network = self._build_network().to(self._device)
+        network = prepare_module(self._build_network(), self._device)
         return stack_or_list(predict_files(network, files, self._settings, self._device))
 
     def forward_pass_with_interpreted_outputs(self, images: list[str | os.PathLike]) -> np.ndarray:
         """Masks for image files: uint8 (N, H, W), 0/255 for binary, class indices for multi-class."""
         files = check_files(images, "images")
-        network = self._build_network().to(self._device)
+        network = prepare_module(self._build_network(), self._device)
         return stack_or_list(
             [interpret(p) for p in predict_files(network, files, self._settings, self._device)]
         )

@@ -96,8 +96,11 @@ class NetworkBuilder:
                 )
             new = shape
             self._skip_source = shape
+        elif kind == "output":
+            # The network resizes its output to the input size (pooling not undone), so report that size.
+            new = (shape[0], self.input_shape[1], self.input_shape[2])
         else:
-            new = output_shape(spec, shape) if kind != "output" else shape
+            new = output_shape(spec, shape)
         if new[1] < 1 or new[2] < 1:
             raise ValueError(f"The {name} shrinks the image to {new[1]}x{new[2]}; use a larger image size.")
         self.specs.append(spec)

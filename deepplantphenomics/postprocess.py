@@ -120,7 +120,9 @@ def threshold_otsu(values: np.ndarray, nbins: int = 256) -> float:
     integer = np.issubdtype(flat.dtype, np.integer)
     low, high = (int(flat.min()), int(flat.max())) if integer else (0, 0)
     if integer and high - low < _MAX_INTEGER_BINS:
-        counts = np.bincount((flat.astype(np.int64) - low), minlength=high - low + 1)
+        # uint64 could overflow int64; any other integer type widens safely before the subtraction.
+        offsets = (flat - flat.min()) if flat.dtype == np.uint64 else flat.astype(np.int64) - low
+        counts = np.bincount(offsets.astype(np.int64, copy=False), minlength=high - low + 1)
         centres = np.arange(low, high + 1)
     else:
         counts, edges = np.histogram(flat, bins=nbins)
@@ -250,8 +252,11 @@ def resize_probabilities(prob: np.ndarray, height: int, width: int) -> np.ndarra
     c0, c1, tx = _linear_weights(data.shape[1], width)
     ty = ty[:, None, None]
     tx = tx[None, :, None]
-    rows = data[r0] * (1.0 - ty) + data[r1] * ty
-    out = rows[:, c0] * (1.0 - tx) + rows[:, c1] * tx
+    # a + (b - a) * t rather than (1 - t) * a + t * b: a constant map (all 1.0, say) stays exactly constant.
+    top = data[r0]
+    rows = top + (data[r1] - top) * ty
+    left = rows[:, c0]
+    out = left + (rows[:, c1] - left) * tx
     out = out.astype(np.float32, copy=False)
     return out[:, :, 0] if squeeze else out
 

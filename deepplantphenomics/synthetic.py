@@ -141,33 +141,34 @@ def _draw_leaf(
     y0, y1, x0, x1 = box
     ys = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(cy)
     xs = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(cx)
-    u = xs * cos_a + ys * sin_a - start
-    s = u / length
-    v = -xs * sin_a + ys * cos_a - bend * length * s * s
-    inside_s = (s >= 0.0) & (s <= 1.0)
-    sc = np.clip(s, 0.0, 1.0)
+    # Only pixels within the leaf's length are shaded, as flat lists: a leaf fills a fraction of its box.
+    s = (xs * cos_a + ys * sin_a - start) * np.float32(1.0 / length)
+    rows, cols = np.nonzero((s >= 0.0) & (s <= 1.0))
+    s = s[rows, cols]
+    v = -xs[0, cols] * sin_a + ys[rows, 0] * cos_a - bend * length * s * s
     if p == 0.0 and q == 0.0:
-        half = np.full_like(sc, width)
+        half = np.full_like(s, width)
     else:
         s_star = p / (p + q)
         norm = (s_star**p) * ((1.0 - s_star) ** q)
-        half = width * (sc**p) * ((1.0 - sc) ** q) / norm
-    inside = inside_s & (np.abs(v) <= half)
-    if not inside.any():
+        half = (width / norm) * (s**p) * ((1.0 - s) ** q)
+    keep = np.abs(v) <= half
+    if not keep.any():
         return
+    rows, cols, s, v, half = rows[keep], cols[keep], s[keep], v[keep], half[keep]
     rel = v / np.maximum(half, 1e-3)  # -1 .. 1 across the blade
-    shade = 1.0 - edge_dark * rel * rel + 0.08 * rel + 0.06 * (0.5 - sc)
+    shade = 1.0 - edge_dark * rel * rel + 0.08 * rel + 0.06 * (0.5 - s)
     if texture > 0.0:
-        shade = shade + texture * rng.standard_normal(shade.shape).astype(np.float32)
-    pixels = shade[..., None] * colour[None, None, :].astype(np.float32)
+        shade += np.float32(texture) * rng.standard_normal(shade.size, dtype=np.float32)
+    pixels = shade[:, None] * colour.astype(np.float32)[None, :]
     if vein_colour is not None:
-        vein_half = max(0.6, 0.07 * width)
-        vein = (np.abs(v) <= vein_half) & (sc < 0.88)
-        pixels[vein] = vein_colour * shade[vein][:, None]
-    window = canvas[y0:y1, x0:x1]
-    window[inside] = pixels[inside]
+        vein = (np.abs(v) <= max(0.6, 0.07 * width)) & (s < 0.88)
+        pixels[vein] = shade[vein][:, None] * vein_colour
+    rows += y0
+    cols += x0
+    canvas[rows, cols] = pixels
     if mask is not None:
-        mask[y0:y1, x0:x1] |= inside
+        mask[rows, cols] = True
 
 
 # ------------------------------------------------------------------------------------------ background
@@ -191,7 +192,8 @@ def _soil(rng: np.random.Generator, height: int, width: int, scale: float) -> np
         * np.float32(rng.uniform(0.6, 0.85))
     )
     mix = np.clip(0.5 + 0.7 * _value_noise(rng, height, width, 70.0 * scale), 0.0, 1.0)[..., None]
-    soil = tone[None, None, :] * (1.0 - mix) + dark[None, None, :] * mix
+    soil = mix * (dark - tone)
+    soil += tone
     brightness = np.float32(1.0)
     for cell, low, high in ((24.0 * scale, 0.05, 0.12), (6.0 * scale, 0.05, 0.12), (2.0 * scale, 0.04, 0.1)):
         brightness = brightness + np.float32(rng.uniform(low, high)) * _value_noise(rng, height, width, cell)
@@ -200,7 +202,8 @@ def _soil(rng: np.random.Generator, height: int, width: int, scale: float) -> np
     crumbs = _value_noise(rng, height, width, 3.0 * scale)
     brightness[crumbs > 0.55] *= 0.72
     brightness[crumbs < -0.75] *= 1.18
-    return soil * brightness[..., None]
+    soil *= brightness[..., None]
+    return soil
 
 
 def _ellipse_r2(
@@ -508,25 +511,26 @@ def generate_plant_image(
         max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)
     ]
     contact = _box_blur(shifted, max(1, round(2 * scale)))
-    darken = np.where(plants, np.float32(1.0), 1.0 - gen.uniform(0.2, 0.45) * contact)
-    canvas = canvas * darken[..., None]
+    light = np.where(plants, np.float32(1.0), 1.0 - np.float32(gen.uniform(0.2, 0.45)) * contact)
 
     # Occasionally a large soft shadow (a neighbour plant, the tray rim, the photographer) over everything.
     if gen.random() < 0.35:
         blob = _value_noise(gen, height, width, gen.uniform(60.0, 140.0) * scale)
         edge = gen.uniform(-0.2, 0.3)
         softness = gen.uniform(0.25, 0.6)
-        shadow = np.clip((blob - edge) / softness, 0.0, 1.0)
-        canvas = canvas * (1.0 - gen.uniform(0.25, 0.5) * shadow)[..., None]
+        shadow = np.clip((blob - np.float32(edge)) * np.float32(1.0 / softness), 0.0, 1.0)
+        light *= 1.0 - np.float32(gen.uniform(0.25, 0.5)) * shadow
 
     # Exposure and white balance of the camera, then sensor noise. Green is never boosted over red, so
     # that grey soil stays grey rather than turning faintly green.
     gain = gen.uniform(0.72, 1.22) * np.array([1.0, gen.uniform(0.95, 1.0), gen.uniform(0.9, 1.03)])
-    canvas = canvas * gain.astype(np.float32)[None, None, :]
+    canvas *= light[..., None] * gain.astype(np.float32)[None, None, :]
     noise = gen.standard_normal(canvas.shape, dtype=np.float32)
-    canvas += np.float32(gen.uniform(1.0, 4.5)) * noise
+    noise *= np.float32(gen.uniform(1.0, 4.5))
+    canvas += noise
     np.rint(canvas, out=canvas)
-    image = np.clip(canvas, 0, 255).astype(np.uint8)
+    np.clip(canvas, 0, 255, out=canvas)
+    image = canvas.astype(np.uint8)
     mask = np.where(plants, np.uint8(255), np.uint8(0))
     return image, mask
 

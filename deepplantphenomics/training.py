@@ -28,6 +28,7 @@ from deepplantphenomics.data.augment import AugmentationConfig, augment_batch
 from deepplantphenomics.data.dataset import InMemoryData
 from deepplantphenomics.losses import build_loss
 from deepplantphenomics.metrics import ConfusionMatrix, format_metrics, predictions_from_logits
+from deepplantphenomics.runtime import prepare_input, prepare_module, tune_allocator
 from deepplantphenomics.settings import Settings
 
 METRICS_CSV = "metrics.csv"
@@ -98,7 +99,7 @@ def autocast(settings: Settings, device: torch.device):
 def batch_tensors(
     data: InMemoryData, rows: torch.Tensor | slice, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    images = data.float_images(rows).to(device, non_blocking=True)
+    images = prepare_input(data.float_images(rows), device)
     masks = data.masks[rows].to(device, non_blocking=True).long()
     return images, masks
 
@@ -180,9 +181,19 @@ class TrainingRun:
 
     # ----------------------------------------------------------------- checkpoints
     def _checkpoint(
-        self, optimizer, scheduler, generator, epoch: int, batch: int, order: torch.Tensor
+        self,
+        optimizer,
+        scheduler,
+        generator,
+        epoch: int,
+        batch: int,
+        order: torch.Tensor,
+        running: tuple[float, int] = (0.0, 0),
     ) -> None:
-        """Weights of the last good step plus everything needed to continue exactly from here."""
+        """Weights of the last good step plus everything needed to continue exactly from here.
+
+        ``running`` is the partial epoch's (loss sum, images seen), so a resumed epoch reports the same loss.
+        """
         self.save_state(self.network)
         state.save_torch(
             self.save_dir / state.CHECKPOINT,
@@ -195,6 +206,7 @@ class TrainingRun:
                 "generator": generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "history": self.history,
+                "running": list(running),
             },
         )
 
@@ -212,7 +224,8 @@ class TrainingRun:
     # ----------------------------------------------------------------- the loop
     def run(self) -> list[dict[str, Any]]:
         settings = self.settings
-        network = self.network.to(self.device)
+        tune_allocator()
+        network = self.network = prepare_module(self.network, self.device)
         loss_fn = build_loss(settings.loss_function, settings.num_classes, settings.class_weights)
         optimizer = make_optimizer(settings, network.parameters())
         scheduler = make_scheduler(settings, optimizer)
@@ -226,7 +239,7 @@ class TrainingRun:
         n = len(self.train_data)
         batch_size = settings.batch_size
         batches_per_epoch = math.ceil(n / batch_size)
-        start_epoch, start_batch, order = 0, 0, None
+        start_epoch, start_batch, order, resumed_running = 0, 0, None, (0.0, 0)
         checkpoint_path = self.save_dir / state.CHECKPOINT
         if self.resume:
             if not checkpoint_path.exists():
@@ -241,6 +254,7 @@ class TrainingRun:
             torch.set_rng_state(ckpt["torch_rng"])
             start_epoch, start_batch, order = ckpt["epoch"], ckpt["batch"], ckpt["order"]
             self.history = list(ckpt.get("history", []))
+            resumed_running = tuple(ckpt.get("running", (0.0, 0)))
             if start_batch >= batches_per_epoch:
                 start_epoch, start_batch, order = start_epoch + 1, 0, None
             self.log(f"Resuming from epoch {start_epoch + 1}, batch {start_batch + 1} ('{checkpoint_path}').")
@@ -263,21 +277,29 @@ class TrainingRun:
             for epoch in range(start_epoch, settings.maximum_training_epochs):
                 if order is None:
                     order = torch.randperm(n, generator=generator)
-                running, seen = 0.0, 0
+                running, seen = resumed_running
+                resumed_running = (0.0, 0)
                 for b in range(start_batch, batches_per_epoch):
                     rows = order[b * batch_size : (b + 1) * batch_size]
                     images, masks = batch_tensors(self.train_data, rows, self.device)
                     if augment.any:
                         images, masks = augment_batch(images, masks, augment, generator=generator)
+                        images = prepare_input(images, self.device)
                     optimizer.zero_grad(set_to_none=True)
                     with autocast(settings, self.device):
                         logits = network(images)
                     loss = loss_fn(logits.float(), masks)
                     if not torch.isfinite(loss):
+                        # Nothing is saved from here on: what is on disk (the last checkpoint) stays good.
+                        bar.close()
+                        kept = (
+                            f" The last good checkpoint is kept in '{self.save_dir}'."
+                            if checkpoint_path.exists()
+                            else ""
+                        )
                         raise TrainingDivergedError(
                             f"The training loss became {loss.detach().item()} at epoch {epoch + 1}, batch {b + 1}. "
-                            f"Try a lower learning rate (set_learning_rate, now {settings.learning_rate}). "
-                            f"The last good state is in '{self.save_dir}'."
+                            f"Try a lower learning rate (set_learning_rate, now {settings.learning_rate}).{kept}"
                         )
                     loss.backward()
                     optimizer.step()
@@ -292,9 +314,13 @@ class TrainingRun:
                         if writer is not None:
                             self._tensorboard_step(writer, step, value, optimizer, images, masks, logits)
                     if stop.signal is not None:
-                        self._checkpoint(optimizer, scheduler, generator, epoch, b + 1, order)
+                        self._checkpoint(
+                            optimizer, scheduler, generator, epoch, b + 1, order, (running, seen)
+                        )
                         self.interrupted = True
                         bar.close()
+                        if writer is not None:
+                            writer.close()
                         print(
                             f"Training interrupted at epoch {epoch + 1}, batch {b + 1}: state saved to "
                             f"'{self.save_dir}'. Continue with begin_training(resume=True)."

@@ -1,0 +1,597 @@
+"""The ``dpp`` command line: segment, evaluate, train, predict (see docs/cli.md).
+
+Every command turns the library's own errors (ValueError, TypeError, FileNotFoundError, RuntimeError, other
+OSErrors) into a one-line ``Error: <message>`` and a non-zero exit code, never a traceback. Commands that
+process many images handle them file by file (or in small batches), so memory stays flat for thousands of
+images, and a file that cannot be read is reported on its own line while the others are still processed;
+the exit code is then non-zero at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from deepplantphenomics.data.io import IMAGE_EXTENSIONS, is_image_file, read_binary_mask, read_image
+from deepplantphenomics.model import __version__
+from deepplantphenomics.postprocess import apply_mask, overlay_mask, to_uint8_rgb
+
+__all__ = ["expand_inputs", "main", "output_stems"]
+
+METHODS = ("network", "exg", "cive")
+RESULTS_CSV = "results.csv"
+SEGMENT_COLUMNS = ("file", "width", "height", "plant_pixels", "plant_fraction")
+SCORE_COLUMNS = ("dice", "iou", "precision", "recall")
+# Colours for classes 1, 2, ... in multi-class overlays (class 0 is background and left untinted).
+CLASS_COLOURS = (
+    (255, 0, 255),
+    (255, 220, 0),
+    (0, 200, 255),
+    (255, 80, 0),
+    (120, 80, 255),
+    (0, 255, 120),
+    (255, 255, 255),
+)
+# What a command may raise on bad input: reported as one line, not a traceback.
+USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError)
+
+
+# ============================================================================ errors
+def one_line(exc: BaseException | str) -> str:
+    """A message on one line: continuation lines (e.g. a list of unpaired files) joined with '; '."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__ if isinstance(exc, BaseException) else ""
+    rest = [line[2:] if line.startswith("- ") else line for line in lines[1:]]
+    return " ".join([lines[0], "; ".join(rest)]) if rest else lines[0]
+
+
+def _naming(path: Path, exc: BaseException) -> str:
+    """The error's message, prefixed with the file when the message does not name it already."""
+    message = one_line(exc)
+    return message if str(path) in message or path.name in message else f"'{path}': {message}"
+
+
+class _Group(click.Group):
+    """A group whose commands report library errors as ``Error: <message>`` (exit code 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        # click's own Exit and Abort are RuntimeErrors: let them through untouched.
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except USER_ERRORS as exc:
+            raise click.ClickException(one_line(exc)) from None
+
+
+def _warn(message: str) -> None:
+    # tqdm.write keeps an active progress bar intact; the stream is looked up now, so that a test
+    # runner's replacement stderr is used.
+    tqdm.write(f"Error: {message}", file=sys.stderr)
+
+
+# ============================================================================ inputs and output names
+def expand_inputs(items: Sequence[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files from command-line arguments: folders expand to their image files (sorted, not recursive).
+
+    Args:
+        items: file and folder paths as given.
+
+    Returns:
+        (files in argument order without repeats, [(path, message)] for arguments that are missing or are
+        folders without images). Files are not opened here: an unreadable file fails when it is read.
+    """
+    files: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+    seen: set[Path] = set()
+
+    def add(path: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            files.append(path)
+
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+            if not found:
+                problems.append((path, f"Folder '{path}' holds no images ({', '.join(IMAGE_EXTENSIONS)})."))
+            for p in found:
+                add(p)
+        elif path.is_file():
+            add(path)
+        else:
+            problems.append((path, f"Image file not found: '{path}'."))
+    return files, problems
+
+
+def output_stems(paths: Sequence[Path]) -> list[str]:
+    """A distinct output name stem per input file.
+
+    A file keeps its own stem unless another input has the same one (compared case-insensitively, as on
+    Windows and macOS file systems). Files sharing a stem are named by their path below the folder they
+    have in common (``a/x.png``, ``b/x.jpg`` -> ``a_x``, ``b_x``), with the extension as well when that is
+    still ambiguous (``x.png``, ``x.jpg`` -> ``x_png``, ``x_jpg``). Any name still taken gets ``_2``, ``_3``...
+
+    Args:
+        paths: the input files, without repeats.
+
+    Returns:
+        One stem per path, in the same order.
+    """
+    names = [p.stem for p in paths]
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(paths):
+        groups[p.stem.casefold()].append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        absolute = [Path(os.path.abspath(paths[i])) for i in members]
+        common = Path(os.path.commonpath([str(a.parent) for a in absolute]))
+        relative = [a.relative_to(common) for a in absolute]
+        by_folder = ["_".join(r.with_suffix("").parts) for r in relative]
+        if len({n.casefold() for n in by_folder}) < len(by_folder):
+            by_folder = ["_".join(r.parts).replace(".", "_") for r in relative]
+        for i, name in zip(members, by_folder):
+            names[i] = name
+    taken: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, k = name, 2
+        while candidate.casefold() in taken:
+            candidate, k = f"{name}_{k}", k + 1
+        taken.add(candidate.casefold())
+        unique.append(candidate)
+    return unique
+
+
+# ============================================================================ processing in small batches
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _progress(total: int, desc: str) -> tqdm:
+    # disable=None: a bar on a terminal, none in logs and pipes.
+    return tqdm(total=total, desc=desc, unit="image", disable=None, file=sys.stderr, dynamic_ncols=True)
+
+
+def _process(
+    paths: list[Path],
+    batch_size: int,
+    predict: Callable[[list[Path]], Sequence[np.ndarray]],
+    handle: Callable[[Path, np.ndarray, np.ndarray], None],
+    desc: str,
+) -> list[Path]:
+    """Read, predict and handle files ``batch_size`` at a time; report each failing file and go on.
+
+    Args:
+        paths: files to process.
+        batch_size: files read and predicted together.
+        predict: files -> one mask per file.
+        handle: (path, image as read, mask) -> writes the outputs for one file.
+        desc: progress bar label.
+
+    Returns:
+        The files that failed (each already reported on stderr).
+    """
+    failed: list[Path] = []
+
+    def fail(path: Path, exc: BaseException) -> None:
+        _warn(_naming(path, exc))
+        failed.append(path)
+
+    with _progress(len(paths), desc) as bar:
+        for chunk in _chunks(paths, batch_size):
+            images: dict[Path, np.ndarray] = {}
+            for path in chunk:
+                try:
+                    images[path] = read_image(path)
+                except USER_ERRORS as exc:
+                    fail(path, exc)
+                    bar.update(1)
+            readable = list(images)
+            if not readable:
+                continue
+            try:
+                masks: list[np.ndarray | None] = list(predict(readable))
+            except USER_ERRORS as exc:
+                if len(readable) == 1:
+                    masks = [None]
+                    fail(readable[0], exc)
+                else:
+                    # Find the file(s) at fault by predicting one at a time.
+                    masks = []
+                    for path in readable:
+                        try:
+                            masks.append(predict([path])[0])
+                        except USER_ERRORS as single:
+                            masks.append(None)
+                            fail(path, single)
+            for path, mask in zip(readable, masks):
+                if mask is not None:
+                    try:
+                        handle(path, images.pop(path), mask)
+                    except USER_ERRORS as exc:
+                        fail(path, exc)
+                bar.update(1)
+    return failed
+
+
+def _finish(failed: Sequence[Path], problems: Sequence[tuple[Path, str]], total: int) -> None:
+    """Exit non-zero, naming the files (the first 20; each was reported on its own line), when any failed."""
+    bad = [str(p) for p, _ in problems] + [str(p) for p in failed]
+    if bad:
+        named = ", ".join(bad[:20]) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
+        raise click.ClickException(f"{len(bad)} of {total} input(s) could not be processed: {named}.")
+
+
+def _report_problems(problems: Sequence[tuple[Path, str]]) -> None:
+    for _, message in problems:
+        _warn(message)
+
+
+# ============================================================================ writing images
+def _save_png(path: Path, array: np.ndarray) -> None:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG")
+
+
+def _cutout(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """image x mask, in the image's own bit depth where PNG can hold it (16-bit grey), else 8-bit."""
+    if image.dtype == np.uint16 and image.shape[2] == 3:
+        image = to_uint8_rgb(image)  # Pillow cannot write 16-bit RGB PNGs
+    return apply_mask(image, mask)
+
+
+def _class_overlay(image: np.ndarray, classes: np.ndarray, num_classes: int) -> np.ndarray:
+    """RGB image with every class but 0 tinted (and outlined) in its own colour."""
+    out = to_uint8_rgb(image)
+    for c in range(1, num_classes):
+        if np.any(classes == c):
+            out = overlay_mask(out, classes == c, color=CLASS_COLOURS[(c - 1) % len(CLASS_COLOURS)])
+    return out
+
+
+def _check_size(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
+    if mask.shape[:2] != image.shape[:2]:
+        raise RuntimeError(
+            f"the mask for '{path}' is {mask.shape[0]}x{mask.shape[1]} but the image is "
+            f"{image.shape[0]}x{image.shape[1]}."
+        )
+
+
+class _CsvLog:
+    """A CSV written row by row and flushed, so an interrupted run keeps the rows done so far."""
+
+    def __init__(self, path: Path, columns: Sequence[str]):
+        self._handle: TextIO = path.open("w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(columns)
+        self._handle.flush()
+
+    def write(self, row: Sequence[Any]) -> None:
+        self._writer.writerow(row)
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+# ============================================================================ predictors
+def _tool_predictor(method: str, batch_size: int) -> Callable[[list[Path]], Sequence[np.ndarray]]:
+    """The vegetation tool as files -> masks; fails now (not once per file) when the tool cannot run."""
+    from deepplantphenomics import tools
+
+    # A tiny image through the tool up front: missing weights or a broken install is one error for the
+    # run, not the same error repeated for every file.
+    tools.segment_image(np.full((64, 64, 3), 128, dtype=np.uint8), method=method)
+
+    def predict(files: list[Path]) -> Sequence[np.ndarray]:
+        return tools.segment_vegetation(files, batch_size=batch_size, method=method)
+
+    return predict
+
+
+def _load_trained(state_dir: Path):
+    """(model, settings) of a saved state; settings say how its outputs map back to the image size."""
+    from deepplantphenomics import state
+    from deepplantphenomics.model import load_model
+    from deepplantphenomics.settings import Settings
+
+    model = load_model(state_dir)
+    settings = Settings.from_dict(state.read_json(Path(state_dir) / state.SETTINGS))
+    return model, settings
+
+
+def _model_predictor(model: Any, settings: Any) -> Callable[[list[Path]], Sequence[np.ndarray]]:
+    """A trained model as files -> uint8 masks at each file's own size (0/1 binary, class indices)."""
+    import torch
+
+    from deepplantphenomics.data.dataset import crop_or_pad
+    from deepplantphenomics.data.io import image_size
+    from deepplantphenomics.postprocess import resize_mask
+
+    def to_image_size(mask: np.ndarray, path: Path) -> np.ndarray:
+        height, width = image_size(path)
+        if mask.shape == (height, width):
+            return mask
+        if settings.crop_or_pad_images and not settings.resize_images:
+            # The network saw the centre crop (or a centred padding) of the image: undo that placement.
+            return crop_or_pad(torch.from_numpy(mask), height, width, 0).numpy()
+        return resize_mask(mask, height, width)
+
+    def predict(files: list[Path]) -> Sequence[np.ndarray]:
+        masks = model.forward_pass_with_interpreted_outputs(files)
+        out = []
+        for mask, path in zip(masks, files):
+            mask = np.asarray(mask, dtype=np.uint8)
+            if settings.num_classes == 2:
+                mask = (mask > 0).astype(np.uint8)
+            out.append(to_image_size(mask, path))
+        return out
+
+    return predict
+
+
+# ============================================================================ commands
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="dpp", message="%(prog)s %(version)s")
+def main() -> None:
+    """Deep Plant Phenomics: plant segmentation from the command line.
+
+    \b
+    dpp segment IMAGES... --out DIR     plant masks, cut-outs, overlays and a CSV, no training needed
+    dpp evaluate --images D --masks D   Dice / IoU / precision / recall against your own masks
+    dpp train CONFIG.toml               train a model described in a config file
+    dpp predict STATE_DIR IMAGES...     masks from a trained model
+
+    Run `dpp COMMAND --help` for a command's options.
+    """
+
+
+@main.command(short_help="Plant masks, cut-outs, overlays and a CSV; no training.")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
+@click.option(
+    "--method",
+    type=click.Choice(METHODS, case_sensitive=False),
+    default="network",
+    show_default=True,
+    help="The pretrained network, or Excess Green / CIVE colour index with Otsu's threshold.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Images processed together.",
+)
+def segment(images: tuple[Path, ...], out_dir: Path, method: str, batch_size: int) -> None:
+    """Segment plants in IMAGES (files or folders of images) without training.
+
+    Writes, per image, STEM_mask.png (0/255), STEM_cutout.png (the image with the background set to 0)
+    and STEM_overlay.png (mask tinted and outlined on the image), and one results.csv for the run with
+    file, width, height, plant_pixels, plant_fraction. Files sharing a name stem get distinct names.
+    """
+    method = method.lower()
+    files, problems = expand_inputs(images)
+    _report_problems(problems)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stems = dict(zip(files, output_stems(files)))
+    log = _CsvLog(out_dir / RESULTS_CSV, SEGMENT_COLUMNS)
+    done = 0
+
+    def handle(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
+        nonlocal done
+        _check_size(path, image, mask)
+        plant = np.asarray(mask) > 0
+        stem = stems[path]
+        _save_png(out_dir / f"{stem}_mask.png", plant.astype(np.uint8) * np.uint8(255))
+        _save_png(out_dir / f"{stem}_cutout.png", _cutout(image, plant))
+        _save_png(out_dir / f"{stem}_overlay.png", overlay_mask(image, plant))
+        height, width = plant.shape
+        pixels = int(np.count_nonzero(plant))
+        log.write([str(path), width, height, pixels, repr(pixels / (width * height))])
+        done += 1
+
+    try:
+        failed = (
+            _process(files, batch_size, _tool_predictor(method, batch_size), handle, "segment")
+            if files
+            else []
+        )
+    finally:
+        log.close()
+    click.echo(f"Segmented {done} image(s) with method '{method}'; results in '{out_dir / RESULTS_CSV}'.")
+    _finish(failed, problems, len(files) + len(problems))
+
+
+def _format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
+    width = max([len(name) for name, _ in rows] + [4])
+    header = f"{'file':<{width}}  {'Dice':>9}  {'IoU':>9}  {'precision':>9}  {'recall':>9}"
+    lines = [header, "-" * len(header)]
+    for name, scores in rows:
+        lines.append(f"{name:<{width}}" + "".join(f"  {scores[k]:>9.4f}" for k in SCORE_COLUMNS))
+    return "\n".join(lines)
+
+
+@main.command(short_help="Dice / IoU / precision / recall against true masks.")
+@click.option(
+    "--images", "images_dir", required=True, type=click.Path(path_type=Path), help="Folder of images."
+)
+@click.option(
+    "--masks",
+    "masks_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of true masks (0 = background, > 127 or 1 = plant), paired with the images by name.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(METHODS, case_sensitive=False),
+    default="network",
+    show_default=True,
+    help="Tool method to score (ignored with --state).",
+)
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Score a trained binary model (a save_dir) instead of a tool method.",
+)
+@click.option(
+    "--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also save the table."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+def evaluate(
+    images_dir: Path,
+    masks_dir: Path,
+    method: str,
+    state_dir: Path | None,
+    csv_path: Path | None,
+    batch_size: int,
+) -> None:
+    """Score a method (or a trained model) against true masks: Dice, IoU, precision, recall per image.
+
+    Images and masks are paired by file name, or by name stem (plant_01.jpg with plant_01.png). The last row
+    is the mean over the images.
+    """
+    from deepplantphenomics.data.dataset import pair_files
+    from deepplantphenomics.metrics import binary_scores
+
+    ctx = click.get_current_context()
+    if state_dir is not None and ctx.get_parameter_source("method") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("Give either --method or --state, not both.")
+    pairs, _ = pair_files(images_dir, masks_dir)
+    if state_dir is not None:
+        model, settings = _load_trained(state_dir)
+        if settings.num_classes != 2:
+            raise ValueError(
+                f"`dpp evaluate` scores binary masks, but the model in '{state_dir}' has "
+                f"{settings.num_classes} classes."
+            )
+        predict = _model_predictor(model, settings)
+        label = f"model '{state_dir}'"
+    else:
+        method = method.lower()
+        predict = _tool_predictor(method, batch_size)
+        label = f"method '{method}'"
+    truth_of = dict(pairs)
+    rows: list[tuple[str, dict[str, float]]] = []
+
+    def handle(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
+        truth, _ = read_binary_mask(truth_of[path])
+        if truth.shape != mask.shape[:2]:
+            raise ValueError(
+                f"Mask '{truth_of[path]}' is {truth.shape[0]}x{truth.shape[1]} but image '{path}' is "
+                f"{image.shape[0]}x{image.shape[1]}."
+            )
+        rows.append((path.name, binary_scores(mask, truth)))
+
+    failed = _process([image for image, _ in pairs], batch_size, predict, handle, "evaluate")
+    if rows:
+        mean = {k: math.fsum(s[k] for _, s in rows) / len(rows) for k in SCORE_COLUMNS}
+        table = rows + [(f"mean ({len(rows)} images)", mean)]
+        click.echo(f"Scores of {label} on {len(rows)} image(s):")
+        click.echo(_format_table(table))
+        if csv_path is not None:
+            csv_path.parent.mkdir(parents=True, exist_ok=True)
+            with csv_path.open("w", newline="", encoding="utf-8") as handle_csv:
+                writer = csv.writer(handle_csv)
+                writer.writerow(("file", *SCORE_COLUMNS))
+                for name, scores in rows + [("mean", mean)]:
+                    writer.writerow([name, *(repr(scores[k]) for k in SCORE_COLUMNS)])
+            click.echo(f"Table saved to '{csv_path}'.")
+    _finish(failed, [], len(pairs))
+
+
+@main.command(short_help="Train a model described in a TOML/YAML config file.")
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in the config's save_dir.")
+def train(config: Path, resume: bool) -> None:
+    """Train a model described in CONFIG (.toml, or .yaml with PyYAML installed).
+
+    \b
+    [model]     constructor arguments: debug, save_dir, save_checkpoints, report_rate, tensorboard_dir
+    [settings]  one key per setter: batch_size = 4, image_dimensions = [256, 256, 3], ...
+    [data]      images = "folder", masks = "folder" (relative to the config file)
+    [network]   predefined = "u-net", or layers = [ { type = "input" }, ..., { type = "output" } ]
+
+    See docs/cli.md for every key.
+    """
+    from deepplantphenomics.config import TrainingConfig
+
+    run = TrainingConfig.from_file(config)
+    run.train(resume=resume)
+    click.echo(f"Trained state saved to '{run.save_dir}'.")
+
+
+@main.command(short_help="Masks and overlays from a trained model.")
+@click.argument("state_dir", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+def predict(state_dir: Path, images: tuple[Path, ...], out_dir: Path, batch_size: int) -> None:
+    """Masks from a trained model (STATE_DIR, a save_dir) for IMAGES (files or folders).
+
+    Writes, per image and at the image's own size, STEM_mask.png (0/255 for a binary model, class indices
+    0..n-1 for a multi-class one) and STEM_overlay.png, and a results.csv with the pixel count of each class.
+    """
+    model, settings = _load_trained(state_dir)
+    num_classes = settings.num_classes
+    files, problems = expand_inputs(images)
+    _report_problems(problems)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stems = dict(zip(files, output_stems(files)))
+    if num_classes == 2:
+        columns = ("file", "width", "height", "foreground_pixels", "foreground_fraction")
+    else:
+        columns = ("file", "width", "height", *(f"class_{c}_pixels" for c in range(num_classes)))
+    log = _CsvLog(out_dir / RESULTS_CSV, columns)
+    done = 0
+
+    def handle(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
+        nonlocal done
+        _check_size(path, image, mask)
+        stem = stems[path]
+        height, width = mask.shape
+        if num_classes == 2:
+            _save_png(out_dir / f"{stem}_mask.png", mask * np.uint8(255))
+            _save_png(out_dir / f"{stem}_overlay.png", overlay_mask(image, mask))
+            pixels = int(np.count_nonzero(mask))
+            log.write([str(path), width, height, pixels, repr(pixels / (width * height))])
+        else:
+            _save_png(out_dir / f"{stem}_mask.png", mask)
+            _save_png(out_dir / f"{stem}_overlay.png", _class_overlay(image, mask, num_classes))
+            counts = np.bincount(mask.reshape(-1), minlength=num_classes)[:num_classes]
+            log.write([str(path), width, height, *(int(c) for c in counts)])
+        done += 1
+
+    try:
+        failed = (
+            _process(files, batch_size, _model_predictor(model, settings), handle, "predict") if files else []
+        )
+    finally:
+        log.close()
+    click.echo(f"Predicted {done} image(s) with the model in '{state_dir}'; results in '{out_dir}'.")
+    _finish(failed, problems, len(files) + len(problems))
