@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepplantphenomics import state
+from deepplantphenomics import distributed, state
 from deepplantphenomics.data.dataset import (
     InMemoryData,
     LoadReport,
@@ -114,7 +114,7 @@ class SemanticSegmentationModel:
 
     # ================================================================== logging
     def _log(self, message: str) -> None:
-        if self._debug:
+        if self._debug and distributed.is_main():
             stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
             print(f"{stamp}: {message}", file=sys.stdout, flush=True)
 
@@ -483,6 +483,8 @@ class SemanticSegmentationModel:
         s = self._settings
         names = self._names()
         path = self._save_dir / state.SPLIT
+        if not distributed.is_main():  # under torchrun rank 0 decides and writes; the others receive it
+            return distributed.broadcast_object(None)
         if path.exists() and not s.force_split_shuffle:
             saved = state.read_json(path)
             split, notes = reuse_split(saved, names, s.test_split, s.validation_split, s.random_seed)
@@ -497,7 +499,7 @@ class SemanticSegmentationModel:
             f"Split: {len(split['train'])} training, {len(split['validation'])} validation, "
             f"{len(split['test'])} test images"
         )
-        return split
+        return distributed.broadcast_object(split)
 
     # ================================================================== network and state
     def _specs(self) -> list[dict[str, Any]]:
@@ -563,6 +565,7 @@ class SemanticSegmentationModel:
 
     # ================================================================== training (API.md section 6)
     def _prepare_runtime(self) -> None:
+        distributed.initialize()
         s = self._settings
         if s.num_threads is not None:
             torch.set_num_threads(s.num_threads)
@@ -664,7 +667,8 @@ class SemanticSegmentationModel:
         loss_fn = build_loss(s.loss_function, s.num_classes, s.class_weights)
         metrics = evaluate(network, test, s, loss_fn, self._device)
         self.test_metrics = metrics
-        print(report_test_metrics(metrics), flush=True)
+        if distributed.is_main():
+            print(report_test_metrics(metrics), flush=True)
         return metrics
 
     # ================================================================== inference
@@ -679,17 +683,20 @@ class SemanticSegmentationModel:
             multi-class; H, W = the network size, or each image's own size with a patch size (a list of arrays
             when those sizes differ).
         """
-        files = check_files(images, "images")
-        network = prepare_module(self._build_network(), self._device)
-        return stack_or_list(predict_files(network, files, self._settings, self._device))
+        return stack_or_list(self._predict(images))
 
     def forward_pass_with_interpreted_outputs(self, images: list[str | os.PathLike]) -> np.ndarray:
         """Masks for image files: uint8 (N, H, W), 0/255 for binary, class indices for multi-class."""
+        return stack_or_list([interpret(p) for p in self._predict(images)])
+
+    def _predict(self, images: list[str | os.PathLike]) -> list[np.ndarray]:
+        """Per-file probabilities; under torchrun each rank predicts its share and all ranks get every result."""
         files = check_files(images, "images")
+        if distributed.initialize() and self._device.type == "cpu":
+            self._device = choose_device(self._settings)
         network = prepare_module(self._build_network(), self._device)
-        return stack_or_list(
-            [interpret(p) for p in predict_files(network, files, self._settings, self._device)]
-        )
+        mine = predict_files(network, distributed.shard(files), self._settings, self._device)
+        return distributed.unshard(distributed.gather_objects(mine))
 
     def shut_down(self) -> None:
         """Release the network and cached data (safe to call twice)."""

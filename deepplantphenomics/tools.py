@@ -1,1 +1,338 @@
-"""Pretrained tools that need no training (see docs/vegetation.md)."""
+"""Pretrained tools that need no training: plant (vegetation) masks for photos of plants.
+
+DPP's most used tool was ``tools.segment_vegetation(files)``. Here it runs a small U-Net-like network shipped
+inside the package (``deepplantphenomics/weights/vegetation``: an ordinary saved state that
+``dpp.load_model`` also reads, plus ``model_card.json`` with its training data, their terms and the measured
+scores), and, for comparison, the classical colour-index baselines Excess Green and CIVE cut with Otsu's
+threshold (``deepplantphenomics.indices``). See docs/vegetation.md.
+
+The network was trained on CWFID, whose terms allow non-commercial research use only; see the model card.
+
+Example:
+    >>> from deepplantphenomics import tools
+    >>> masks = tools.segment_vegetation(["plot_01.jpg", "plot_02.png"])   # float32 (H, W) of 0.0 / 1.0
+    >>> card = tools.model_card()                                        # scores, data, terms
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepplantphenomics.data.io import read_image
+from deepplantphenomics.indices import INDEX_METHODS, index_mask
+from deepplantphenomics.inference import check_files
+from deepplantphenomics.postprocess import threshold_otsu
+from deepplantphenomics.settings import check_choice, check_int
+
+__all__ = [
+    "METHODS",
+    "WEIGHTS_DIR",
+    "model_card",
+    "segment_image",
+    "segment_vegetation",
+    "vegetation_probabilities",
+]
+
+METHODS = ("network", *INDEX_METHODS)
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "vegetation"
+MODEL_CARD = "model_card.json"
+
+# Used when a card predates a setting: half resolution, 0.5 on the probability, sizes padded to 16.
+_DEFAULT_INFERENCE = {"mode": "resize", "scale": 0.5, "max_pixels": None, "multiple": 16, "threshold": 0.5}
+
+
+# ------------------------------------------------------------------------------------------- the network
+def fold_batch_norm(network: nn.Module) -> nn.Module:
+    """Fold every inference-time BatchNorm2d that directly follows a Conv2d into that convolution.
+
+    ``layers.ConvBlock`` is ``Sequential(conv, batchnorm, activation)``; in eval mode the batch norm is a fixed
+    per-channel affine map, so ``conv`` can absorb it and the block skips one full pass over its output
+    (about a tenth of the CPU time of the vegetation network). Numerics change only by float rounding.
+
+    Args:
+        network: A module in eval mode; modified in place.
+
+    Returns:
+        ``network``.
+    """
+    for module in network.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.children())
+        for index in range(len(children) - 1):
+            conv, bn = children[index], children[index + 1]
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+                continue
+            scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+            with torch.no_grad():
+                conv.weight.mul_(scale.view(-1, 1, 1, 1))
+                bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                new_bias = (bias - bn.running_mean) * scale + bn.bias.detach()
+                if conv.bias is None:
+                    conv.bias = nn.Parameter(new_bias)
+                else:
+                    conv.bias.copy_(new_bias)
+            module[index + 1] = nn.Identity()
+    return network
+
+
+@functools.lru_cache(maxsize=4)
+def _load_network(directory: str) -> tuple[nn.Module, dict[str, Any]]:
+    """The shipped network (eval mode, batch norm folded, channels-last) and its inference settings.
+
+    Cached per directory: the first call reads the weights (about 10 ms), later calls reuse them.
+    """
+    from deepplantphenomics.model import load_model
+    from deepplantphenomics.runtime import prepare_module, tune_allocator
+
+    path = Path(directory)
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"The pretrained vegetation weights are missing: '{path / 'model.safetensors'}'. Reinstall the "
+            "package, or retrain them with `python -m deepplantphenomics.train_vegetation` (docs/vegetation.md)."
+        )
+    model = load_model(path)
+    network = model._build_network()  # the facade's network: loaded from the state, nothing re-initialised
+    tune_allocator()
+    network = prepare_module(fold_batch_norm(network.eval()), torch.device("cpu"))
+    return network, inference_settings(_read_card(path))
+
+
+def _read_card(directory: Path) -> dict[str, Any]:
+    path = directory / MODEL_CARD
+    if not path.is_file():
+        raise FileNotFoundError(f"The vegetation model card is missing: '{path}'.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"The vegetation model card '{path}' is corrupt: {exc}") from None
+
+
+def inference_settings(card: dict[str, Any]) -> dict[str, Any]:
+    """The card's ``inference`` section completed with defaults (see :func:`working_size`)."""
+    settings = dict(_DEFAULT_INFERENCE)
+    settings.update(card.get("inference", {}))
+    return settings
+
+
+def working_size(height: int, width: int, settings: dict[str, Any]) -> tuple[int, int]:
+    """Size (h, w) at which the network sees an image of (height, width).
+
+    ``settings['scale']`` resizes by a fixed factor; otherwise ``settings['max_pixels']`` shrinks images with
+    more pixels than that (keeping the aspect ratio) and leaves smaller ones at full size. Either way an image
+    is never enlarged, nor made smaller than one network tile of 16 pixels.
+    """
+    scale = settings.get("scale")
+    if scale is None:
+        max_pixels = settings.get("max_pixels")
+        scale = 1.0 if not max_pixels else min(1.0, math.sqrt(max_pixels / float(height * width)))
+    scale = min(float(scale), 1.0)
+    floor = int(settings.get("multiple", 16))
+    return max(floor, min(height, round(height * scale))), max(floor, min(width, round(width * scale)))
+
+
+def _pad_to_multiple(batch: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad (N, C, H, W) at the bottom/right to multiples of ``multiple``: every pooling halves evenly."""
+    height, width = batch.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_w:
+        batch = F.pad(batch, (0, pad_w, 0, 0), mode="reflect" if pad_w < width else "replicate")
+    if pad_h:
+        batch = F.pad(batch, (0, 0, 0, pad_h), mode="reflect" if pad_h < height else "replicate")
+    return batch
+
+
+@torch.inference_mode()
+def network_probabilities(
+    network: nn.Module, images: Sequence[torch.Tensor], settings: dict[str, Any]
+) -> list[torch.Tensor]:
+    """Plant probabilities of images of the same size, batched, at their own size.
+
+    Each image is resized to :func:`working_size` (bilinear, antialiased), padded to a multiple of 16, run
+    through the network, and its logits are cropped and resized back (bilinear) before the sigmoid.
+    ``settings['mode'] == 'tiled'`` instead predicts at full resolution tile by tile
+    (``data.patches.predict_tiled``, tiles of ``settings['tile']`` pixels).
+
+    Args:
+        network: The vegetation network in eval mode (binary: one logit channel).
+        images: (3, H, W) float32 tensors in [0, 1], all of the same H and W.
+        settings: The card's inference settings (:func:`inference_settings`).
+
+    Returns:
+        One float32 (H, W) tensor of probabilities in [0, 1] per image.
+    """
+    from deepplantphenomics.runtime import prepare_input
+
+    height, width = images[0].shape[-2:]
+    device = next(network.parameters()).device
+    if settings.get("mode") == "tiled":
+        from deepplantphenomics.data.patches import predict_tiled
+
+        tile = int(settings.get("tile", 256))
+
+        def predict(tiles: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(network(prepare_input(tiles, device)).float())
+
+        return [predict_tiled(predict, image, tile, tile, batch_size=4)[0] for image in images]
+    batch = torch.stack(list(images))
+    small_h, small_w = working_size(height, width, settings)
+    if (small_h, small_w) != (height, width):
+        batch = F.interpolate(batch, size=(small_h, small_w), mode="bilinear", align_corners=False, antialias=True)
+    logits = network(prepare_input(_pad_to_multiple(batch, int(settings.get("multiple", 16))), device))
+    logits = logits.float()[:, :, :small_h, :small_w]
+    if (small_h, small_w) != (height, width):
+        logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+    return list(torch.sigmoid(logits[:, 0]).contiguous())
+
+
+def _threshold(probabilities: np.ndarray, rule: float | str) -> np.ndarray:
+    cut = threshold_otsu(probabilities) if rule == "otsu" else float(rule)
+    return (probabilities > cut).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------- validation
+def _check_method(method: Any) -> str:
+    return check_choice("method", method, METHODS)
+
+
+def _as_rgb(image: Any, argument: str = "image") -> np.ndarray:
+    """An (H, W, 3) uint8/uint16 image from (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) input."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(
+            f"Invalid value for argument `{argument}`: expected a numpy array of shape (H, W, 3), received "
+            f"{type(image).__name__}."
+        )
+    if image.dtype not in (np.uint8, np.uint16):
+        raise TypeError(
+            f"Invalid value for argument `{argument}`: expected a uint8 or uint16 array, received dtype "
+            f"{image.dtype}."
+        )
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: expected an RGB image of shape (H, W, 3), received "
+            f"shape {image.shape}."
+        )
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    return image[:, :, :3]
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    array = np.ascontiguousarray(image, dtype=np.float32) / np.float32(scale)
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+# ------------------------------------------------------------------------------------------- public API
+def model_card() -> dict[str, Any]:
+    """The shipped network's model card: architecture, inference settings, training data and their terms,
+    held-out file names and measured scores (network and both baselines), timing.
+
+    Returns:
+        A fresh dict (changing it does not change the tool).
+
+    Raises:
+        FileNotFoundError: the card is missing from the installation.
+    """
+    return copy.deepcopy(_read_card(WEIGHTS_DIR))
+
+
+def vegetation_probabilities(image: np.ndarray) -> np.ndarray:
+    """Plant probability of every pixel of one image, from the shipped network.
+
+    Args:
+        image: (H, W, 3) uint8 or uint16 RGB array (grey (H, W) / (H, W, 1) is repeated to RGB; an alpha
+            channel is dropped).
+
+    Returns:
+        float32 (H, W) in [0, 1], at the image's own size.
+
+    Raises:
+        TypeError: ``image`` is not a uint8/uint16 numpy array.
+        ValueError: ``image`` has another shape.
+        FileNotFoundError: the shipped weights are missing.
+    """
+    rgb = _as_rgb(image)
+    network, settings = _load_network(str(WEIGHTS_DIR))
+    return network_probabilities(network, [_to_tensor(rgb)], settings)[0].numpy()
+
+
+def segment_image(image: np.ndarray, method: str = "network") -> np.ndarray:
+    """Plant mask of one in-memory image.
+
+    Args:
+        image: (H, W, 3) uint8 or uint16 RGB array (grey is repeated to RGB, alpha dropped).
+        method: 'network' (the shipped network, thresholded as its model card says), 'exg' (Excess Green +
+            Otsu) or 'cive' (CIVE + Otsu); case-insensitive.
+
+    Returns:
+        float32 (H, W) with 1.0 on plant pixels and 0.0 elsewhere.
+
+    Raises:
+        TypeError: ``image`` is not a uint8/uint16 numpy array, or ``method`` is not a str.
+        ValueError: ``image`` has another shape, or ``method`` is unknown.
+    """
+    method = _check_method(method)
+    rgb = _as_rgb(image)
+    if method != "network":
+        return index_mask(rgb, method)
+    network, settings = _load_network(str(WEIGHTS_DIR))
+    probabilities = network_probabilities(network, [_to_tensor(rgb)], settings)[0].numpy()
+    return _threshold(probabilities, settings["threshold"])
+
+
+def segment_vegetation(
+    files: Sequence[str | os.PathLike] | str | os.PathLike, batch_size: int = 8, method: str = "network"
+) -> list[np.ndarray]:
+    """Plant masks of image files, each at its file's own size (files of different sizes may be mixed).
+
+    Args:
+        files: image file paths (PNG, JPEG, TIFF, BMP; grey, RGB or RGBA; 8 or 16 bit), or one path.
+        batch_size: images read and predicted together; images of the same size share one network call.
+        method: 'network' (default, the shipped network), 'exg' (Excess Green + Otsu) or 'cive' (CIVE + Otsu).
+
+    Returns:
+        One float32 (H, W) array per file, in input order, 1.0 on plant pixels and 0.0 elsewhere.
+
+    Raises:
+        TypeError: ``files`` is not a path or a list of paths, ``batch_size`` is not an int, ``method`` is not
+            a str.
+        ValueError: ``batch_size`` < 1, an unknown ``method``, an empty ``files``, or a file that cannot be
+            decoded as an image (named in the message).
+        FileNotFoundError: a file does not exist (named in the message); checked before any work is done.
+    """
+    paths = check_files(files, "files")
+    batch_size = check_int("batch_size", batch_size)
+    method = _check_method(method)
+    masks: list[np.ndarray] = []
+    if method != "network":
+        for path in paths:
+            masks.append(index_mask(_as_rgb(read_image(path), "files"), method))
+        return masks
+    network, settings = _load_network(str(WEIGHTS_DIR))
+    for start in range(0, len(paths), batch_size):
+        chunk = [_to_tensor(_as_rgb(read_image(path), "files")) for path in paths[start : start + batch_size]]
+        results: list[np.ndarray | None] = [None] * len(chunk)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for index, tensor in enumerate(chunk):
+            by_size.setdefault(tuple(tensor.shape[-2:]), []).append(index)
+        for indices in by_size.values():
+            probabilities = network_probabilities(network, [chunk[i] for i in indices], settings)
+            for i, prob in zip(indices, probabilities):
+                results[i] = _threshold(prob.numpy(), settings["threshold"])
+        masks.extend(results)
+    return masks

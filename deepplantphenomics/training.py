@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from deepplantphenomics import state
+from deepplantphenomics import distributed, state
 from deepplantphenomics.data.augment import AugmentationConfig, augment_batch
 from deepplantphenomics.data.dataset import InMemoryData
 from deepplantphenomics.losses import build_loss
@@ -46,10 +46,25 @@ class TrainingDivergedError(RuntimeError):
 
 
 def choose_device(settings: Settings) -> torch.device:
-    """CUDA when present (and GPUs were not set to 0), else CPU."""
-    if torch.cuda.is_available() and settings.num_gpus != 0:
-        return torch.device("cuda")
-    return torch.device("cpu")
+    """CUDA when present (and GPUs were not set to 0; this rank's GPU under torchrun), else CPU."""
+    return distributed.device_for_rank(prefer_cuda=settings.num_gpus != 0)
+
+
+def wrap_for_devices(network: nn.Module, settings: Settings, device: torch.device) -> nn.Module:
+    """DistributedDataParallel under torchrun; DataParallel over several local GPUs in one process
+    (DPP's set_number_of_gpus); the network itself otherwise. The batch is split over the devices."""
+    if distributed.active():
+        ids = [device.index] if device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(network, device_ids=ids)
+    if (
+        device.type == "cuda"
+        and settings.num_gpus
+        and settings.num_gpus > 1
+        and torch.cuda.device_count() > 1
+    ):
+        used = min(settings.num_gpus, torch.cuda.device_count())
+        return nn.DataParallel(network, device_ids=list(range(used)))
+    return network
 
 
 def make_optimizer(settings: Settings, parameters) -> torch.optim.Optimizer:
@@ -113,14 +128,19 @@ def evaluate(
     device: torch.device,
     batch_size: int | None = None,
 ) -> dict[str, Any]:
-    """Loss and confusion-matrix metrics of ``network`` on ``data`` (weighted mean loss over pixels' batches)."""
+    """Loss and confusion-matrix metrics of ``network`` on ``data`` (mean of batch losses weighted by images).
+
+    Under torchrun each rank evaluates its share of ``data`` and the counts are summed over ranks, so every
+    rank returns the metrics of the whole set.
+    """
     was_training = network.training
     network.eval()
     matrix = ConfusionMatrix(settings.num_classes, device=device)
     total, count = 0.0, 0
     step = batch_size or max(settings.batch_size, 1)
-    for start in range(0, len(data), step):
-        images, masks = batch_tensors(data, slice(start, start + step), device)
+    rows = torch.arange(distributed.rank(), len(data), distributed.world_size())
+    for start in range(0, len(rows), step):
+        images, masks = batch_tensors(data, rows[start : start + step], device)
         with autocast(settings, device):
             logits = network(images)
         logits = logits.float()
@@ -128,8 +148,10 @@ def evaluate(
         count += images.shape[0]
         matrix.update(predictions_from_logits(logits), masks)
     network.train(was_training)
+    distributed.all_reduce_sum(matrix.matrix)
+    sums = distributed.all_reduce_sum(torch.tensor([total, float(count)], dtype=torch.float64))
     metrics = matrix.compute()
-    metrics["loss"] = total / max(count, 1)
+    metrics["loss"] = float(sums[0] / max(float(sums[1]), 1.0))
     return metrics
 
 
@@ -176,7 +198,7 @@ class TrainingRun:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def log(self, message: str) -> None:
-        if self.debug:
+        if self.debug and distributed.is_main():
             tqdm.write(message, file=sys.stdout)
 
     # ----------------------------------------------------------------- checkpoints
@@ -225,20 +247,28 @@ class TrainingRun:
     def run(self) -> list[dict[str, Any]]:
         settings = self.settings
         tune_allocator()
+        main = distributed.is_main()
+        world, rank = distributed.world_size(), distributed.rank()
+        if settings.batch_size % world:
+            raise RuntimeError(
+                f"The batch size ({settings.batch_size}) must split evenly over {world} processes; "
+                f"use a multiple of {world} with set_batch_size."
+            )
         network = self.network = prepare_module(self.network, self.device)
+        trainee = wrap_for_devices(network, settings, self.device)
         loss_fn = build_loss(settings.loss_function, settings.num_classes, settings.class_weights)
         optimizer = make_optimizer(settings, network.parameters())
         scheduler = make_scheduler(settings, optimizer)
-        generator = torch.Generator()
-        generator.manual_seed(
-            settings.random_seed
-            if settings.random_seed is not None
-            else int(torch.randint(0, 2**62, (1,)).item())
-        )
+        seed = settings.random_seed
+        if seed is None:
+            seed = distributed.broadcast_object(int(torch.randint(0, 2**62, (1,)).item()))
+        # The shuffle is the same on every rank (each takes its share); augmentation differs per rank.
+        generator = torch.Generator().manual_seed(seed)
+        aug_generator = generator if world == 1 else torch.Generator().manual_seed(seed + 7919 * (rank + 1))
         augment = augmentation_config(settings)
         n = len(self.train_data)
-        batch_size = settings.batch_size
-        batches_per_epoch = math.ceil(n / batch_size)
+        batch_size = settings.batch_size // world
+        batches_per_epoch = math.ceil(math.ceil(n / world) / batch_size)
         start_epoch, start_batch, order, resumed_running = 0, 0, None, (0.0, 0)
         checkpoint_path = self.save_dir / state.CHECKPOINT
         if self.resume:
@@ -259,7 +289,9 @@ class TrainingRun:
                 start_epoch, start_batch, order = start_epoch + 1, 0, None
             self.log(f"Resuming from epoch {start_epoch + 1}, batch {start_batch + 1} ('{checkpoint_path}').")
 
-        writer = self._tensorboard()
+        if world > 1:
+            self.log(f"distributed training: world size {world}")
+        writer = self._tensorboard() if main else None
         total_batches = settings.maximum_training_epochs * batches_per_epoch
         done = start_epoch * batches_per_epoch + start_batch
         bar = tqdm(
@@ -267,29 +299,30 @@ class TrainingRun:
             initial=done,
             desc="training",
             unit="batch",
-            disable=None,
+            disable=None if main else True,
             dynamic_ncols=True,
             leave=False,
         )
-        network.train()
+        trainee.train()
         step = done
         with _StopRequest() as stop:
             for epoch in range(start_epoch, settings.maximum_training_epochs):
                 if order is None:
                     order = torch.randperm(n, generator=generator)
+                mine = distributed.padded_shard(order)
                 running, seen = resumed_running
                 resumed_running = (0.0, 0)
                 for b in range(start_batch, batches_per_epoch):
-                    rows = order[b * batch_size : (b + 1) * batch_size]
+                    rows = mine[b * batch_size : (b + 1) * batch_size]
                     images, masks = batch_tensors(self.train_data, rows, self.device)
                     if augment.any:
-                        images, masks = augment_batch(images, masks, augment, generator=generator)
+                        images, masks = augment_batch(images, masks, augment, generator=aug_generator)
                         images = prepare_input(images, self.device)
                     optimizer.zero_grad(set_to_none=True)
                     with autocast(settings, self.device):
-                        logits = network(images)
+                        logits = trainee(images)
                     loss = loss_fn(logits.float(), masks)
-                    if not torch.isfinite(loss):
+                    if distributed.any_rank(not bool(torch.isfinite(loss))):
                         # Nothing is saved from here on: what is on disk (the last checkpoint) stays good.
                         bar.close()
                         kept = (
@@ -313,26 +346,30 @@ class TrainingRun:
                         self.log(f"epoch {epoch + 1}, batch {b + 1}/{batches_per_epoch}: loss {value:.4f}")
                         if writer is not None:
                             self._tensorboard_step(writer, step, value, optimizer, images, masks, logits)
-                    if stop.signal is not None:
-                        self._checkpoint(
-                            optimizer, scheduler, generator, epoch, b + 1, order, (running, seen)
-                        )
+                    if distributed.any_rank(stop.signal is not None):
                         self.interrupted = True
                         bar.close()
-                        if writer is not None:
-                            writer.close()
-                        print(
-                            f"Training interrupted at epoch {epoch + 1}, batch {b + 1}: state saved to "
-                            f"'{self.save_dir}'. Continue with begin_training(resume=True)."
-                        )
-                        self._write_metrics_csv()
+                        if main:
+                            self._checkpoint(
+                                optimizer, scheduler, generator, epoch, b + 1, order, (running, seen)
+                            )
+                            if writer is not None:
+                                writer.close()
+                            self._write_metrics_csv()
+                            print(
+                                f"Training interrupted at epoch {epoch + 1}, batch {b + 1}: state saved to "
+                                f"'{self.save_dir}'. Continue with begin_training(resume=True).",
+                                flush=True,
+                            )
+                        distributed.barrier()
                         return self.history
                 start_batch, order = 0, None
                 if scheduler is not None:
                     scheduler.step()
+                totals = distributed.all_reduce_sum(torch.tensor([running, float(seen)], dtype=torch.float64))
                 record: dict[str, Any] = {
                     "epoch": epoch + 1,
-                    "train_loss": running / max(seen, 1),
+                    "train_loss": float(totals[0] / max(float(totals[1]), 1.0)),
                     "learning_rate": optimizer.param_groups[0]["lr"],
                 }
                 if self.validation_data is not None and len(self.validation_data):
@@ -347,15 +384,19 @@ class TrainingRun:
                         for key in ("val_loss", "val_iou", "val_dice"):
                             writer.add_scalar(f"validation/{key[4:]}", record[key], step)
                 self.history.append(record)
-                self._write_metrics_csv()
-                if self.save_checkpoints:
+                if main:
+                    self._write_metrics_csv()
+                if self.save_checkpoints and main:
                     self._checkpoint(
                         optimizer, scheduler, generator, epoch, batches_per_epoch, torch.arange(n)
                     )
         bar.close()
         if writer is not None:
             writer.close()
-        self.save_state(network)
+        distributed.sync_buffers(network)
+        if main:
+            self.save_state(network)
+        distributed.barrier()  # the state is on disk before any rank goes on to use it
         return self.history
 
     # ----------------------------------------------------------------- tensorboard

@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     )
     for name, s in results["per_class"].items():
         print(
-            f"  {name:<5} IoU {s['iou']:.4f}  Dice {s['dice']:.4f}  precision {s['precision']:.4f}  recall {s['recall']:.4f}"
+            f"  {name:<5} IoU {s['iou']:.4f}  Dice {s['dice']:.4f}  "
+            f"precision {s['precision']:.4f}  recall {s['recall']:.4f}"
         )
     print(f"  pixel accuracy {results['pixel_accuracy']:.4f}")
     ok_iou = results["crop_weed_mean_iou"] >= CROP_WEED_MEAN_IOU_TARGET
@@ -308,7 +309,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         f"(target >= {PLANT_DICE_TARGET}: {'met' if ok_dice else 'NOT met'})"
     )
     print(
-        f"training {train_seconds / 60:.1f} min ({train_cpu_seconds / 60:.1f} min CPU time), inference {infer_seconds:.1f} s; "
+        f"training {train_seconds / 60:.1f} min ({train_cpu_seconds / 60:.1f} min CPU time), "
+        f"inference {infer_seconds:.1f} s; "
         f"results in '{out / 'results.json'}'"
     )
     if any(math.isnan(v) for v in (results["crop_weed_mean_iou"], results["plant_dice"])):

@@ -38,11 +38,15 @@ def tiny_dataset(tmp_path: Path) -> tuple[Path, Path]:
 def shared_data() -> Path:
     """The real datasets beside the repository (``../shared/data``); skips when they are absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real datasets not available: '{SHARED_DATA}' does not exist (only on the project's machines)")
+        pytest.skip(
+            f"real datasets not available: '{SHARED_DATA}' does not exist (only on the project's machines)"
+        )
     return SHARED_DATA
 
 
-def add_seed_network(model: dpp.SemanticSegmentationModel, channels: int = 3, batch_norm: bool = False) -> None:
+def add_seed_network(
+    model: dpp.SemanticSegmentationModel, channels: int = 3, batch_norm: bool = False
+) -> None:
     """Declare the network of DPP's semantic segmentation example (three 'SAME' convolutions + output).
 
     ``model`` must already have its image dimensions set.

@@ -55,7 +55,10 @@ def test_pairs_by_identical_name(tmp_path):
 def test_pairs_by_stem_jpg_image_png_mask(tmp_path):
     images, masks = dataset(tmp_path, ["plant_01.jpg", "plant_02.JPEG"], ["plant_01.png", "plant_02.png"])
     pairs, _ = pair_files(images, masks)
-    assert [(i.name, m.name) for i, m in pairs] == [("plant_01.jpg", "plant_01.png"), ("plant_02.JPEG", "plant_02.png")]
+    assert [(i.name, m.name) for i, m in pairs] == [
+        ("plant_01.jpg", "plant_01.png"),
+        ("plant_02.JPEG", "plant_02.png"),
+    ]
 
 
 def test_identical_name_wins_over_stem(tmp_path):
@@ -169,7 +172,9 @@ def test_all_formats_load_through_one_dataset(tmp_path):
     for stem in ("grey", "rgba", "bitmap", "deep", "tiff"):
         write(root / "masks" / f"{stem}.png", mask())
     pairs, _ = pair_files(root / "images", root / "masks")
-    images, masks, report = load_pairs(pairs, depth=3, num_classes=2, size=(8, 8), resize=False, crop_pad=False)
+    images, masks, report = load_pairs(
+        pairs, depth=3, num_classes=2, size=(8, 8), resize=False, crop_pad=False
+    )
     assert report.pairs == 5
     by_name = {image_path.stem: image for (image_path, _), image in zip(pairs, images)}
     assert by_name["deep"].dtype == torch.float32  # 16-bit stays exact as float
@@ -282,7 +287,9 @@ def test_wrong_size_without_resize_suggests_set_resize_images(tmp_path):
     model.set_test_split(0.25)
     model.set_validation_split(0.0)
     model.load_dataset_from_directory_with_segmentation_masks(images, masks)
-    with pytest.raises(ValueError, match=r"is 32x32 but the network input is 64x64: call set_resize_images\(True\)"):
+    with pytest.raises(
+        ValueError, match=r"is 32x32 but the network input is 64x64: call set_resize_images\(True\)"
+    ):
         model.begin_training()
 
 

@@ -22,7 +22,9 @@ from deepplantphenomics.network import NetworkBuilder, SegmentationNetwork
 _CHAINED = {"input", "conv", "pool", "upsample", "batchnorm", "dropout", "lrn", "paral_conv", "output"}
 
 
-def new_model(height: int = 16, width: int = 16, channels: int = 3, **kwargs) -> dpp.SemanticSegmentationModel:
+def new_model(
+    height: int = 16, width: int = 16, channels: int = 3, **kwargs
+) -> dpp.SemanticSegmentationModel:
     model = dpp.SemanticSegmentationModel(**kwargs)
     model.set_image_dimensions(height, width, channels)
     model.add_input_layer()
@@ -107,7 +109,14 @@ def test_conv_in_channels_come_from_the_previous_layer():
 @pytest.mark.parametrize(
     ("size", "kernel", "stride", "pads"),
     # TensorFlow 'SAME': total = max((ceil(n / s) - 1) * s + k - n, 0), the extra pixel goes after.
-    [(5, 2, 1, (0, 1)), (5, 3, 1, (1, 1)), (5, 3, 2, (1, 1)), (6, 3, 2, (0, 1)), (7, 4, 3, (1, 2)), (6, 1, 2, (0, 0))],
+    [
+        (5, 2, 1, (0, 1)),
+        (5, 3, 1, (1, 1)),
+        (5, 3, 2, (1, 1)),
+        (6, 3, 2, (0, 1)),
+        (7, 4, 3, (1, 2)),
+        (6, 1, 2, (0, 0)),
+    ],
 )
 def test_same_padding_known_answers(size, kernel, stride, pads):
     assert _same_pad(size, kernel, stride) == pads
@@ -210,7 +219,9 @@ def test_dropout_p_is_the_keep_probability_and_is_off_in_eval():
 @pytest.mark.parametrize("p", [0.0, -0.5, 1.5])
 def test_dropout_keep_probability_out_of_range(p):
     model = new_model()
-    with pytest.raises(ValueError, match=re.escape(f"argument `p`: expected a float in (0.0, 1.0], received {p!r}")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"argument `p`: expected a float in (0.0, 1.0], received {p!r}")
+    ):
         model.add_dropout_layer(p)
 
 
@@ -272,7 +283,9 @@ def test_skip_connection_downsampled(size):
 def test_skip_connection_size_mismatch():
     model = new_model(16, 16, 3)
     model.add_convolutional_layer([3, 3, 3, 8], 2, "relu")
-    with pytest.raises(ValueError, match=r"residual source is 16x16 but the current activation is 8x8.*downsampled"):
+    with pytest.raises(
+        ValueError, match=r"residual source is 16x16 but the current activation is 8x8.*downsampled"
+    ):
         model.add_skip_connection()
 
 
@@ -311,7 +324,9 @@ def test_copy_connection_nested_pairs_last_saved_first():
 
 def test_copy_load_without_save():
     model = new_model()
-    with pytest.raises(RuntimeError, match=r"add_copy_connection\('load'\) needs an earlier add_copy_connection\('save'\)"):
+    with pytest.raises(
+        RuntimeError, match=r"add_copy_connection\('load'\) needs an earlier add_copy_connection\('save'\)"
+    ):
         model.add_copy_connection("load")
 
 
@@ -320,7 +335,9 @@ def test_copy_connection_size_mismatch():
     model.add_copy_connection("save")
     model.add_pooling_layer(2, 2)
     model.add_upsampling_layer(2, 3, 2)
-    with pytest.raises(ValueError, match=r"saved activation of size 15x15 with the current one of size 16x16"):
+    with pytest.raises(
+        ValueError, match=r"saved activation of size 15x15 with the current one of size 16x16"
+    ):
         model.add_copy_connection("load")
 
 
@@ -418,7 +435,9 @@ def test_second_input_layer():
 
 def test_layers_before_set_image_dimensions():
     model = dpp.SemanticSegmentationModel()
-    with pytest.raises(RuntimeError, match=r"set_image_dimensions\(height, width, channels\) before adding layers"):
+    with pytest.raises(
+        RuntimeError, match=r"set_image_dimensions\(height, width, channels\) before adding layers"
+    ):
         model.add_input_layer()
     with pytest.raises(RuntimeError, match=r"before the input layer"):
         model.add_convolutional_layer([3, 3, 3, 8], 1, "relu")
@@ -449,12 +468,32 @@ def test_incomplete_network_cannot_be_built():
 @pytest.mark.parametrize(
     ("call", "error", "pattern"),
     [
-        (lambda m: m.add_convolutional_layer([3, 3, 8], 1, "relu"), TypeError, r"`filter_dimension`.*\[3, 3, 8\]"),
+        (
+            lambda m: m.add_convolutional_layer([3, 3, 8], 1, "relu"),
+            TypeError,
+            r"`filter_dimension`.*\[3, 3, 8\]",
+        ),
         (lambda m: m.add_convolutional_layer([3, 0, 3, 8], 1, "relu"), ValueError, r"`filter_dimension`"),
-        (lambda m: m.add_convolutional_layer([3, 3, 3, 8], 0, "relu"), ValueError, r"`stride_length`.*received 0"),
-        (lambda m: m.add_convolutional_layer([3, 3, 3, 8], 1, "swish"), ValueError, r"`activation_function`.*'swish'"),
-        (lambda m: m.add_convolutional_layer([3, 3, 3, 8], 1, "relu", padding=-1), ValueError, r"`padding`.*-1"),
-        (lambda m: m.add_convolutional_layer([3, 3, 3, 8], 1, "relu", batch_norm=1), TypeError, r"`batch_norm`"),
+        (
+            lambda m: m.add_convolutional_layer([3, 3, 3, 8], 0, "relu"),
+            ValueError,
+            r"`stride_length`.*received 0",
+        ),
+        (
+            lambda m: m.add_convolutional_layer([3, 3, 3, 8], 1, "swish"),
+            ValueError,
+            r"`activation_function`.*'swish'",
+        ),
+        (
+            lambda m: m.add_convolutional_layer([3, 3, 3, 8], 1, "relu", padding=-1),
+            ValueError,
+            r"`padding`.*-1",
+        ),
+        (
+            lambda m: m.add_convolutional_layer([3, 3, 3, 8], 1, "relu", batch_norm=1),
+            TypeError,
+            r"`batch_norm`",
+        ),
         (lambda m: m.add_pooling_layer(2, 2, "median"), ValueError, r"`pooling_type`.*'median'"),
         (lambda m: m.add_pooling_layer(2.0, 2), TypeError, r"`kernel_size`.*2\.0"),
         (lambda m: m.add_upsampling_layer(3, 8, 0), ValueError, r"`upscale_factor`.*received 0"),

@@ -192,7 +192,9 @@ def test_out_of_range_raises_value_error_naming_argument_and_value(model, setter
 def test_message_is_keras_style(model):
     with pytest.raises(ValueError) as info:
         model.set_test_split(1.5)
-    assert str(info.value) == "Invalid value for argument `ratio`: expected a float in [0.0, 1.0), received 1.5."
+    assert (
+        str(info.value) == "Invalid value for argument `ratio`: expected a float in [0.0, 1.0), received 1.5."
+    )
 
 
 def test_choice_error_lists_the_valid_names(model):

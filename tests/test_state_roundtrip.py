@@ -117,7 +117,9 @@ def test_load_model_gives_the_same_outputs(trained):
 
 def test_load_model_accepts_a_string_path(trained):
     state, files, expected, _ = trained
-    np.testing.assert_allclose(dpp.load_model(str(state)).forward_pass_with_file_inputs(files), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        dpp.load_model(str(state)).forward_pass_with_file_inputs(files), expected, atol=1e-5
+    )
 
 
 def test_dpp_way_load_from_saved_with_the_same_layers(trained):
@@ -137,7 +139,9 @@ def test_load_from_saved_with_another_architecture_names_the_first_differing_lay
     model.add_convolutional_layer([3, 3, 16, 64], 1, "relu")  # saved: 32 filters
     model.add_convolutional_layer([5, 5, 64, 32], 1, "relu")
     model.add_output_layer()
-    with pytest.raises(ValueError, match=r"differs from the one saved in .* at layer 2 \(convolutional layer\)"):
+    with pytest.raises(
+        ValueError, match=r"differs from the one saved in .* at layer 2 \(convolutional layer\)"
+    ):
         model.forward_pass_with_file_inputs(files)
 
 
@@ -260,7 +264,9 @@ def test_inference_resizes_like_training(tmp_path):
     path = tmp_path / "big.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(path)
     model = make_model(tmp_path / "state")
-    with pytest.raises(ValueError, match=r"is 80x96 but the network input is 64x64; call set_resize_images\(True\)"):
+    with pytest.raises(
+        ValueError, match=r"is 80x96 but the network input is 64x64; call set_resize_images\(True\)"
+    ):
         model.forward_pass_with_file_inputs([path])
     model.set_resize_images(True)
     assert model.forward_pass_with_file_inputs([path]).shape == (1, 64, 64, 1)

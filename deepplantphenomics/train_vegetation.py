@@ -1,0 +1,799 @@
+"""Training recipe of the shipped vegetation network (``deepplantphenomics/weights/vegetation``).
+
+Run from the repository root, beside the shared data folder:
+
+    python -m deepplantphenomics.train_vegetation --data ../shared/data \\
+        --out deepplantphenomics/weights/vegetation --seed 0
+
+What it does:
+
+1. Finds every dataset under ``--data``: each sub-folder with ``images/`` and ``masks/`` (paired by file name
+   or name stem, masks 0 = background, > 127 = plant), read at run time, so new folders join automatically.
+2. Splits each dataset with a fixed seed (``--split-seed``, independent of the training seed): a held-out
+   part (20 %, at least 8 images) that is never trained on nor used for any decision, a validation part
+   (10 %, at least 3 images) that picks the checkpoint, the inference scale and the threshold, and the rest
+   for training. The held-out names go into the model card.
+3. Trains a small U-Net (built with the library's layer specs, so the result is an ordinary saved state) on
+   random patches of the real images and of generated ones (``deepplantphenomics.synthetic``), with scale
+   jitter, flips, rotations, white-balance, brightness, contrast, gamma, hue and saturation jitter, noise,
+   blur, and background replacement (plants composited on plain, dark, white or coloured backdrops).
+4. Chooses, on the validation images, between inference at reduced resolution and tiled full resolution
+   and between the 0.5 threshold and Otsu's, then scores the network and the ExG/CIVE + Otsu baselines on
+   the held-out images and writes the state, the model card (``model_card.json``) and a log.
+
+Checkpoints (weights, optimiser and random state) are written to ``--work-dir`` every ``--eval-every`` steps;
+``--resume`` continues from the last one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepplantphenomics import state
+from deepplantphenomics.data.augment import AugmentationConfig, augment_batch
+from deepplantphenomics.data.dataset import pair_files
+from deepplantphenomics.data.io import read_binary_mask, read_image
+from deepplantphenomics.indices import index_mask
+from deepplantphenomics.losses import IGNORE_INDEX, build_loss
+from deepplantphenomics.metrics import binary_scores
+from deepplantphenomics.tools import MODEL_CARD, fold_batch_norm, network_probabilities
+
+# ------------------------------------------------------------------------------------------ data terms
+# Terms and citations of the datasets known when this recipe was written (from their SOURCE.md). A new
+# folder gets its SOURCE.md title and a pointer to it; add its terms here before shipping weights.
+KNOWN_DATASETS: dict[str, dict[str, str]] = {
+    "cwfid": {
+        "title": "CWFID - Crop/Weed Field Image Dataset (carrot field with weeds, robot camera)",
+        "terms": "Copyright of the authors; non-commercial research use only; cite the publication. "
+        "Weights trained on it inherit this restriction: the shipped network is for non-commercial "
+        "research use.",
+        "citation": "Haug S., Ostermann J. A Crop/Weed Field Image Dataset for the Evaluation of Computer "
+        "Vision Based Precision Agriculture Tasks. CVPPP 2014 workshop, ECCV 2014 Workshops, pp. 105-116. "
+        "doi:10.1007/978-3-319-16220-1_8",
+        "source": "https://github.com/cwfid/dataset",
+    },
+    "peanut_field_vn": {
+        "title": "Peanut-dataset - peanut crop and weeds, open field, Da Nang, Vietnam",
+        "terms": "CC BY-SA 4.0 (Copyright (c) 2023 Thi Hoang Yen Tran, Tran Dang Khoa Phan); attribution, "
+        "share-alike.",
+        "citation": "Tran T. H. Y., Phan T. D. K. Dense Multi-Scale Convolutional Network for Plant "
+        "Segmentation. IEEE Access 11 (2023) 82640-82651.",
+        "source": "https://github.com/ptdkhoa/Peanut-dataset (commit ec8e68d1)",
+    },
+    "ews_wheat_field": {
+        "title": "EWS - Eschikon Wheat Segmentation, winter-wheat field plots, Switzerland",
+        "terms": "CC BY-SA 4.0; attribution, share-alike.",
+        "citation": "Zenkl R., Timofte R., Kirchgessner N., Roth L., Hund A., Van Gool L., Walter A., Aasen H. "
+        "Outdoor Plant Segmentation With Deep Learning for High-Throughput Field Phenotyping on a Diverse "
+        "Wheat Dataset. Front. Plant Sci. 12:774068 (2022). doi:10.3389/fpls.2021.774068",
+        "source": "https://github.com/supervisely-ecosystem/EWS-Dataset-training-data (commit aa946061); "
+        "original data https://doi.org/10.3929/ethz-b-000512332",
+    },
+}
+
+# ------------------------------------------------------------------------------------------ recipe constants
+MULTIPLE = 16  # four halvings in the network: inputs are padded to multiples of 16
+WIDTHS = (16, 32, 64, 96)  # encoder channels per level; the decoder mirrors them
+HEAD = 8  # channels of the last, working-resolution block
+SYNTHETIC_SHARE = 0.12  # fraction of patches drawn from generated images
+SYNTHETIC_POOL = 240  # generated 256x256 images
+BACKGROUND_SWAP = 0.15  # fraction of patches whose background is replaced by a plain backdrop
+ARBITRARY_ROTATION = 0.25  # fraction of patches rotated by any angle (others by multiples of 90 degrees)
+SCALE_RANGE = (0.3, 1.0)  # patch scale relative to the original photo (log-uniform)
+TILE = 256  # tile for full-resolution inference (also the saved state's patch size)
+
+
+def log(message: str) -> None:
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    print(f"{stamp} {message}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------ datasets
+@dataclass
+class Dataset:
+    """One dataset folder split into held-out, validation and training pairs."""
+
+    name: str
+    root: Path
+    pairs: list[tuple[Path, Path]]
+    held_out: list[tuple[Path, Path]] = field(default_factory=list)
+    validation: list[tuple[Path, Path]] = field(default_factory=list)
+    train: list[tuple[Path, Path]] = field(default_factory=list)
+
+
+def discover_datasets(root: Path) -> list[Path]:
+    """Sub-folders of ``root`` holding ``images/`` and ``masks/``, sorted by name.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder, or holds no such sub-folder.
+    """
+    if not root.is_dir():
+        raise FileNotFoundError(f"Data folder does not exist: '{root}'.")
+    found = sorted(p for p in root.iterdir() if (p / "images").is_dir() and (p / "masks").is_dir())
+    if not found:
+        raise FileNotFoundError(f"No dataset (a folder with images/ and masks/) in '{root}'.")
+    return found
+
+
+def split_names(
+    names: list[str],
+    dataset: str,
+    seed: int,
+    held_out: float = 0.2,
+    min_held_out: int = 8,
+    validation: float = 0.1,
+    min_validation: int = 3,
+) -> dict[str, list[str]]:
+    """Seeded held-out / validation / train partition of one dataset's file names.
+
+    The draw depends only on the sorted names, the dataset's name and ``seed``, so it is the same on every
+    machine and for every training seed.
+
+    Returns:
+        ``{'held_out': [...], 'validation': [...], 'train': [...]}``, each sorted.
+
+    Raises:
+        ValueError: the dataset is too small to leave training images.
+    """
+    names = sorted(names)
+    n_held = max(min_held_out, round(held_out * len(names)))
+    n_val = max(min_validation, round(validation * len(names)))
+    if n_held + n_val >= len(names):
+        raise ValueError(
+            f"Dataset '{dataset}' has {len(names)} pairs: too few for {n_held} held-out and {n_val} validation "
+            "images plus training images."
+        )
+    order = np.random.default_rng([seed, zlib.crc32(dataset.encode("utf-8"))]).permutation(len(names))
+    shuffled = [names[i] for i in order]
+    return {
+        "held_out": sorted(shuffled[:n_held]),
+        "validation": sorted(shuffled[n_held : n_held + n_val]),
+        "train": sorted(shuffled[n_held + n_val :]),
+    }
+
+
+def load_datasets(root: Path, split_seed: int) -> list[Dataset]:
+    datasets = []
+    for folder in discover_datasets(root):
+        pairs, _ = pair_files(folder / "images", folder / "masks")
+        by_name = {image.name: (image, mask) for image, mask in pairs}
+        split = split_names(list(by_name), folder.name, split_seed)
+        datasets.append(
+            Dataset(
+                folder.name,
+                folder,
+                pairs,
+                [by_name[n] for n in split["held_out"]],
+                [by_name[n] for n in split["validation"]],
+                [by_name[n] for n in split["train"]],
+            )
+        )
+    return datasets
+
+
+def dataset_info(dataset: Dataset) -> dict[str, Any]:
+    """Card entry of a dataset: where from, terms, citation, split sizes and held-out names."""
+    info = dict(KNOWN_DATASETS.get(dataset.name, {}))
+    if not info:
+        source = dataset.root / "SOURCE.md"
+        title = source.read_text(encoding="utf-8").splitlines()[0].lstrip("# ") if source.is_file() else ""
+        info = {"title": title, "terms": f"see {dataset.name}/SOURCE.md", "citation": "", "source": ""}
+    sizes = sorted({read_image_size(p) for p, _ in dataset.pairs[:5]})
+    info.update(
+        folder=dataset.name,
+        pairs=len(dataset.pairs),
+        image_sizes_hw=[list(s) for s in sizes],
+        train=len(dataset.train),
+        validation=len(dataset.validation),
+        held_out=len(dataset.held_out),
+        held_out_files=[image.name for image, _ in dataset.held_out],
+        validation_files=[image.name for image, _ in dataset.validation],
+    )
+    return info
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    from deepplantphenomics.data.io import image_size
+
+    return image_size(path)
+
+
+def read_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) uint8 RGB and (H, W) uint8 0/1 mask."""
+    image = read_image(image_path)
+    if image.dtype != np.uint8:
+        image = np.rint(image / 257.0).astype(np.uint8)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    mask, _ = read_binary_mask(mask_path)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"Image '{image_path}' and mask '{mask_path}' differ in size.")
+    return image, mask
+
+
+# ------------------------------------------------------------------------------------------ the network
+def declare_network(model: Any) -> None:
+    """The vegetation U-Net, declared with the library's layer API.
+
+    The first convolution has stride 2 and no other convolution runs at the input resolution: that level
+    only gets a transposed convolution, the input image itself (copy connection) and one light 3x3 block,
+    which keeps CPU inference cheap while edges stay at input resolution. Below it, four levels of
+    (conv, conv) with max pooling, 16-32-64-96 channels, and a mirrored decoder with copy connections.
+    """
+    model.add_input_layer()
+    model.add_copy_connection("save")  # the image itself feeds the last block (sharp edges)
+    model.add_convolutional_layer([3, 3, 3, WIDTHS[0]], 2, "relu", batch_norm=True)
+    for level, width in enumerate(WIDTHS[:-1]):
+        for _ in range(1 if level == 0 else 2):
+            model.add_convolutional_layer([3, 3, width, width], 1, "relu", batch_norm=True)
+        model.add_copy_connection("save")
+        model.add_pooling_layer(2, 2, "max")
+    for _ in range(2):
+        model.add_convolutional_layer([3, 3, WIDTHS[-1], WIDTHS[-1]], 1, "relu", batch_norm=True)
+    for width in reversed(WIDTHS[:-1]):
+        model.add_upsampling_layer(2, width, 2, "relu")
+        model.add_copy_connection("load")
+        model.add_convolutional_layer([3, 3, width, width], 1, "relu", batch_norm=True)
+    model.add_upsampling_layer(2, HEAD, 2, "relu")
+    model.add_copy_connection("load")
+    model.add_convolutional_layer([3, 3, HEAD, HEAD], 1, "relu", batch_norm=True)
+    model.add_output_layer()
+
+
+def make_model(args: argparse.Namespace, save_dir: Path):
+    """A SemanticSegmentationModel holding the recipe's settings and network (saved as an ordinary state)."""
+    from deepplantphenomics.model import SemanticSegmentationModel
+
+    model = SemanticSegmentationModel(debug=False, save_dir=save_dir, save_checkpoints=False)
+    model.set_image_dimensions(TILE, TILE, 3)
+    model.set_patch_size(TILE, TILE)
+    model.set_batch_size(args.batch_size)
+    model.set_learning_rate(args.lr)
+    model.set_optimizer("adam")
+    model.set_regularization_coefficient(0.0)
+    model.set_loss_function("cross entropy + dice")
+    model.set_random_seed(args.seed)
+    model.set_test_split(0.0)
+    model.set_validation_split(0.0)
+    model.set_maximum_training_epochs(1)
+    model.set_number_of_threads(1)
+    model.set_augmentation_flip_horizontal(True)
+    model.set_augmentation_flip_vertical(True)
+    model.set_augmentation_rotation(True)
+    model.set_augmentation_brightness_and_contrast(True)
+    declare_network(model)
+    return model
+
+
+# ------------------------------------------------------------------------------------------ sampling
+class PatchSampler:
+    """Random training patches: dataset, image, scale and position drawn per patch.
+
+    Real datasets share ``1 - SYNTHETIC_SHARE`` of the patches equally (so a small dataset is not drowned by
+    a large one); generated images the rest. Images are kept as uint8 tensors at full resolution.
+    """
+
+    def __init__(self, datasets: list[Dataset], patch: int, rng: np.random.Generator):
+        self.patch = patch
+        self.rng = rng
+        self.sources: list[tuple[str, list[torch.Tensor], list[torch.Tensor]]] = []
+        for dataset in datasets:
+            images, masks = [], []
+            for image_path, mask_path in dataset.train:
+                image, mask = read_pair(image_path, mask_path)
+                images.append(torch.from_numpy(image).permute(2, 0, 1).contiguous())
+                masks.append(torch.from_numpy(mask))
+            self.sources.append((dataset.name, images, masks))
+            log(f"loaded {len(images)} training images of '{dataset.name}'")
+        from deepplantphenomics.synthetic import generate_plant_image
+
+        images, masks = [], []
+        for i in range(SYNTHETIC_POOL):
+            image, mask = generate_plant_image(256, 256, np.random.default_rng([int(rng.integers(2**31)), i]))
+            images.append(torch.from_numpy(image).permute(2, 0, 1).contiguous())
+            masks.append(torch.from_numpy((mask > 127).astype(np.uint8)))
+        self.sources.append(("synthetic", images, masks))
+        real = len(self.sources) - 1
+        self.weights = np.array([(1.0 - SYNTHETIC_SHARE) / real] * real + [SYNTHETIC_SHARE])
+
+    def sample(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(count, 3, P, P) float images in [0, 1] and (count, P, P) int64 masks (0/1)."""
+        p = self.patch
+        images = torch.empty((count, 3, p, p))
+        masks = torch.empty((count, p, p), dtype=torch.int64)
+        for k in range(count):
+            _, pool_images, pool_masks = self.sources[self.rng.choice(len(self.sources), p=self.weights)]
+            index = int(self.rng.integers(len(pool_images)))
+            image, mask = pool_images[index], pool_masks[index]
+            height, width = mask.shape
+            low, high = SCALE_RANGE
+            scale = math.exp(self.rng.uniform(math.log(low), math.log(high)))
+            scale = min(max(scale, p / min(height, width)), 1.0)  # the crop must fit inside the photo
+            side = min(round(p / scale), height, width)
+            y = int(self.rng.integers(height - side + 1))
+            x = int(self.rng.integers(width - side + 1))
+            crop = image[:, y : y + side, x : x + side].float().div_(255.0)
+            crop_mask = mask[y : y + side, x : x + side].float()
+            if side != p:
+                crop = F.interpolate(crop[None], size=(p, p), mode="bilinear", antialias=True, align_corners=False)[0]
+                crop_mask = F.interpolate(
+                    crop_mask[None, None], size=(p, p), mode="bilinear", antialias=True, align_corners=False
+                )[0, 0]
+            images[k] = crop.clamp_(0.0, 1.0)
+            masks[k] = (crop_mask > 0.5).long()
+        return images, masks
+
+
+# ------------------------------------------------------------------------------------------ augmentation
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+
+
+def colour_jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per-image white balance, exposure, contrast, gamma, hue and saturation changes, noise and blur.
+
+    Hue and saturation are changed by rotating and scaling the chroma plane of YIQ (a linear map, so the
+    whole colour change is one 3x3 matrix per image). Hue moves by at most 20 degrees: enough to cover
+    cameras and light, not so much that green plants turn red.
+
+    Args:
+        images: (N, 3, H, W) float in [0, 1].
+        generator: source of randomness.
+
+    Returns:
+        (N, 3, H, W) float in [0, 1].
+    """
+    n = images.shape[0]
+
+    def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+        return low + (high - low) * torch.rand((n, *shape), generator=generator)
+
+    hue = torch.deg2rad(uniform(-20.0, 20.0))
+    saturation = uniform(0.55, 1.5)
+    cos, sin = torch.cos(hue) * saturation, torch.sin(hue) * saturation
+    chroma = torch.zeros(n, 3, 3)
+    chroma[:, 0, 0] = 1.0
+    chroma[:, 1, 1], chroma[:, 1, 2], chroma[:, 2, 1], chroma[:, 2, 2] = cos, -sin, sin, cos
+    matrix = _YIQ_TO_RGB @ chroma @ _RGB_TO_YIQ  # (N, 3, 3)
+    white_balance = uniform(0.82, 1.18, 3)
+    matrix = white_balance[:, :, None] * matrix
+    out = torch.einsum("nij,njhw->nihw", matrix, images)
+    exposure = torch.exp(uniform(math.log(0.55), math.log(1.6))).view(n, 1, 1, 1)
+    out = out * exposure
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = uniform(0.7, 1.35).view(n, 1, 1, 1)
+    out = ((out - mean) * contrast + mean).clamp(0.0, 1.0)
+    gamma = torch.exp(uniform(math.log(0.65), math.log(1.5))).view(n, 1, 1, 1)
+    out = out.clamp_min(1e-6) ** gamma
+    blur = (torch.rand(n, generator=generator) < 0.15).view(n, 1, 1, 1)
+    if bool(blur.any()):
+        blurred = F.avg_pool2d(F.pad(out, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        out = torch.where(blur, blurred, out)
+    noise = uniform(0.0, 0.03).view(n, 1, 1, 1)
+    out = out + noise * torch.randn(out.shape, generator=generator)
+    return out.clamp(0.0, 1.0)
+
+
+def backdrop(count: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Plain backgrounds that are never green: lab white, black cloth, grey, blue or brown trays, any colour.
+
+    A colour with a gradient and mild noise per image; green is capped at the larger of red and blue so a
+    backdrop cannot look like a plant.
+    """
+    palette = torch.tensor(
+        [
+            [0.92, 0.92, 0.92],  # white
+            [0.06, 0.06, 0.07],  # black
+            [0.5, 0.5, 0.52],  # grey
+            [0.2, 0.3, 0.6],  # blue
+            [0.45, 0.32, 0.22],  # brown
+            [0.7, 0.62, 0.5],  # sand
+        ]
+    )
+    choice = torch.randint(0, len(palette) + 2, (count,), generator=generator)
+    colour = torch.rand(count, 3, generator=generator)
+    known = choice < len(palette)
+    colour[known] = palette[choice[known]] * (0.8 + 0.4 * torch.rand(int(known.sum()), 1, generator=generator))
+    colour[:, 1] = torch.minimum(colour[:, 1], torch.maximum(colour[:, 0], colour[:, 2]))
+    ramp = torch.linspace(-1.0, 1.0, size)
+    direction = torch.rand(count, 2, generator=generator) * 2 - 1
+    gradient = direction[:, 0, None, None] * ramp[None, :, None] + direction[:, 1, None, None] * ramp[None, None, :]
+    strength = 0.25 * torch.rand(count, 1, 1, generator=generator)
+    shade = 1.0 + strength * gradient
+    noise = 0.03 * torch.rand(count, 1, 1, 1, generator=generator) * torch.randn(count, 3, size, size, generator=generator)
+    return (colour[:, :, None, None] * shade[:, None] + noise).clamp(0.0, 1.0)
+
+
+def augment(
+    images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Geometry (flips, 90-degree turns, some arbitrary rotations), backgrounds, then colour (see module doc)."""
+    n, _, size, _ = images.shape
+    turns = torch.randint(0, 4, (n,), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5
+    for k in range(n):
+        if flips[k]:
+            images[k], masks[k] = images[k].flip(-1), masks[k].flip(-1)
+        if turns[k]:
+            images[k] = torch.rot90(images[k], int(turns[k]), dims=(-2, -1))
+            masks[k] = torch.rot90(masks[k], int(turns[k]), dims=(-2, -1))
+    rotate = torch.rand(n, generator=generator) < ARBITRARY_ROTATION
+    if bool(rotate.any()):
+        rows = rotate.nonzero()[:, 0]
+        config = AugmentationConfig(rotation=True)
+        images[rows], masks[rows] = augment_batch(images[rows], masks[rows], config, generator=generator)
+    swap = (torch.rand(n, generator=generator) < BACKGROUND_SWAP).nonzero()[:, 0]
+    if len(swap):
+        backgrounds = backdrop(len(swap), size, generator)
+        background = (masks[swap] == 0).unsqueeze(1)
+        images[swap] = torch.where(background, backgrounds, images[swap])
+    return colour_jitter(images, generator), masks
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def predict_probabilities(network, image: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return network_probabilities(network, [tensor], settings)[0].numpy()
+
+
+def threshold(probabilities: np.ndarray, rule: float | str) -> np.ndarray:
+    from deepplantphenomics.postprocess import threshold_otsu
+
+    cut = threshold_otsu(probabilities) if rule == "otsu" else float(rule)
+    return probabilities > cut
+
+
+def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
+    keys = ("dice", "iou", "precision", "recall")
+    return {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys} | {"images": len(rows)}
+
+
+def evaluate_network(
+    network, pairs_by_dataset: dict[str, list[tuple[np.ndarray, np.ndarray]]], settings: dict[str, Any], rules
+) -> dict[str, dict[Any, dict[str, float]]]:
+    """Mean scores per dataset and threshold rule (one network pass per image)."""
+    out: dict[str, dict[Any, dict[str, float]]] = {}
+    for name, pairs in pairs_by_dataset.items():
+        rows: dict[Any, list[dict[str, float]]] = {rule: [] for rule in rules}
+        for image, mask in pairs:
+            prob = predict_probabilities(network, image, settings)
+            for rule in rules:
+                rows[rule].append(binary_scores(threshold(prob, rule), mask))
+        out[name] = {rule: mean_scores(r) for rule, r in rows.items()}
+    return out
+
+
+def evaluate_baselines(pairs_by_dataset) -> dict[str, dict[str, dict[str, float]]]:
+    out = {}
+    for name, pairs in pairs_by_dataset.items():
+        out[name] = {
+            method: mean_scores([binary_scores(index_mask(image, method), mask) for image, mask in pairs])
+            for method in ("exg", "cive")
+        }
+    return out
+
+
+def eval_copy(network):
+    """A folded, eval-mode copy for evaluation (the training network keeps its batch norm)."""
+    import copy
+
+    return fold_batch_norm(copy.deepcopy(network).eval())
+
+
+def time_inference(network, settings: dict[str, Any], height: int = 966, width: int = 1296, threads: int = 2) -> float:
+    """Median seconds to segment one (height, width) image (network and threshold), with ``threads`` threads."""
+    from deepplantphenomics.runtime import prepare_module, tune_allocator
+
+    tune_allocator()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        net = prepare_module(network, torch.device("cpu"))
+        rng = np.random.default_rng(0)
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        times = []
+        for _ in range(6):
+            start = time.perf_counter()
+            threshold(predict_probabilities(net, image, settings), settings.get("threshold", 0.5))
+            times.append(time.perf_counter() - start)
+        return float(np.median(times[1:]))
+    finally:
+        torch.set_num_threads(previous)
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+def save_checkpoint(path: Path, network, optimizer, scheduler, step: int, rng, generator, history, best) -> None:
+    state.save_torch(
+        path,
+        {
+            "step": step,
+            "network": network.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "numpy_rng": json.dumps(rng.bit_generator.state),
+            "generator": generator.get_state(),
+            "history": history,
+            "best": best,
+        },
+    )
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m deepplantphenomics.train_vegetation", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder of datasets")
+    parser.add_argument("--out", type=Path, default=Path("deepplantphenomics/weights/vegetation"))
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/vegetation_run"), help="checkpoints")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (weights, sampling, augmentation)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the held-out/validation split")
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--batch-size", type=int, default=12)
+    parser.add_argument("--patch", type=int, default=192, help="training patch side (a multiple of 16)")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    parser.add_argument("--resume", action="store_true", help="continue from --work-dir/checkpoint.pt")
+    args = parser.parse_args(argv)
+    if args.patch % MULTIPLE:
+        parser.error(f"--patch must be a multiple of {MULTIPLE}, received {args.patch}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "python -m deepplantphenomics.train_vegetation " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    torch.set_num_threads(args.threads)
+    from deepplantphenomics.runtime import tune_allocator
+
+    tune_allocator()
+    started = time.time()
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+
+    datasets = load_datasets(args.data, args.split_seed)
+    for d in datasets:
+        log(f"dataset '{d.name}': {len(d.train)} train, {len(d.validation)} validation, {len(d.held_out)} held out")
+    validation = {d.name: [read_pair(*p) for p in d.validation] for d in datasets}
+    sampler = PatchSampler(datasets, args.patch, rng)
+
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    model = make_model(args, args.work_dir / "state")
+    network = model._build_network()
+    parameters = sum(p.numel() for p in network.parameters())
+    log(f"network: {len(model._specs())} layers, {parameters} parameters")
+    optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    warmup = min(300, args.steps // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * min(s, args.steps) / args.steps)),
+    )
+    loss_fn = build_loss("cross entropy + dice", 2, ignore_index=IGNORE_INDEX)
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"score": -1.0, "step": 0}
+    step = 0
+    checkpoint = args.work_dir / "checkpoint.pt"
+    if args.resume and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        network.load_state_dict(saved["network"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        rng.bit_generator.state = json.loads(saved["numpy_rng"])
+        generator.set_state(saved["generator"])
+        step, history, best = saved["step"], saved["history"], saved["best"]
+        log(f"resumed at step {step}")
+    settings_half = {"mode": "resize", "scale": 0.5, "max_pixels": None, "multiple": MULTIPLE, "threshold": 0.5}
+
+    network.train()
+    running, tick = 0.0, time.time()
+    while step < args.steps:
+        images, masks = sampler.sample(args.batch_size)
+        images, masks = augment(images, masks, generator)
+        logits = network(images)
+        loss = loss_fn(logits, masks)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss became {float(loss)} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        running += float(loss)
+        if step % 50 == 0:
+            log(
+                f"step {step}/{args.steps} loss {running / 50:.4f} lr {scheduler.get_last_lr()[0]:.2e} "
+                f"({(time.time() - tick) / 50:.2f} s/step)"
+            )
+            running, tick = 0.0, time.time()
+        if step % args.eval_every == 0 or step == args.steps:
+            scores = evaluate_network(eval_copy(network), validation, settings_half, [0.5])
+            dice = {name: s[0.5]["dice"] for name, s in scores.items()}
+            score = float(np.mean(list(dice.values())))
+            history.append({"step": step, "validation_dice": dice, "mean": round(score, 4)})
+            log(f"validation Dice at step {step}: {dice} (mean {score:.4f})")
+            if score > best["score"]:
+                best = {"score": score, "step": step}
+                state.save_weights(args.work_dir / "best.safetensors", network)
+            save_checkpoint(checkpoint, network, optimizer, scheduler, step, rng, generator, history, best)
+            network.train()
+            tick = time.time()
+    training_seconds = time.time() - started
+    log(f"training done in {training_seconds / 60:.1f} min; best validation mean Dice {best['score']:.4f} at step {best['step']}")
+
+    # The checkpoint with the best validation score is shipped.
+    weights = state.load_weights(args.work_dir / "best.safetensors")
+    network.load_state_dict(weights)
+    network.eval()
+    return finish(args, command, model, network, datasets, validation, history, best, training_seconds, parameters)
+
+
+def finish(args, command, model, network, datasets, validation, history, best, training_seconds, parameters) -> int:
+    """Choose the inference scheme on validation, score the held-out sets, write the state and model card."""
+    folded = eval_copy(network)
+    candidates = {
+        "resize 0.5": {"mode": "resize", "scale": 0.5, "max_pixels": None},
+        "resize max 0.35 MP": {"mode": "resize", "scale": None, "max_pixels": 350_000},
+        "full resolution": {"mode": "resize", "scale": 1.0, "max_pixels": None},
+        "tiled full resolution": {"mode": "tiled", "scale": 1.0, "tile": TILE},
+    }
+    choice_table: dict[str, Any] = {}
+    for label, candidate in candidates.items():
+        candidate = {"multiple": MULTIPLE, "threshold": 0.5, **candidate}
+        scores = evaluate_network(folded, validation, candidate, [0.5, "otsu"])
+        seconds = time_inference(folded, candidate)
+        choice_table[label] = {
+            "settings": candidate,
+            "validation_dice": {name: {str(r): s[r]["dice"] for r in s} for name, s in scores.items()},
+            "seconds_1296x966_2_threads": round(seconds, 3),
+        }
+        log(f"{label}: {choice_table[label]}")
+
+    def mean_dice(label: str, rule: str) -> float:
+        return float(np.mean([d[rule] for d in choice_table[label]["validation_dice"].values()]))
+
+    # Most accurate on validation; a slower scheme must win by more than 0.002 Dice to be chosen.
+    ranked = sorted(
+        ((mean_dice(label, rule), -choice_table[label]["seconds_1296x966_2_threads"], label, rule)
+         for label in choice_table for rule in ("0.5", "otsu")),
+        reverse=True,
+    )
+    top = ranked[0]
+    fast = min(
+        (r for r in ranked if r[0] >= top[0] - 0.002), key=lambda r: -r[1]
+    )
+    _, _, label, rule = fast
+    chosen = dict(choice_table[label]["settings"])
+    chosen["threshold"] = 0.5 if rule == "0.5" else "otsu"
+    log(f"chosen inference: {label}, threshold {chosen['threshold']}")
+
+    held_out = {d.name: [read_pair(*p) for p in d.held_out] for d in datasets}
+    net_scores = evaluate_network(folded, held_out, chosen, [chosen["threshold"]])
+    base_scores = evaluate_baselines(held_out)
+    scores = {
+        name: {"network": net_scores[name][chosen["threshold"]], **base_scores[name]} for name in held_out
+    }
+    for name, s in scores.items():
+        better = max(s["exg"]["dice"], s["cive"]["dice"])
+        s["network_minus_best_baseline_dice"] = round(s["network"]["dice"] - better, 4)
+        log(f"held-out {name}: {s}")
+    seconds = time_inference(folded, chosen)
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (state.CHECKPOINT, state.SPLIT, "metrics.csv"):
+        (out / stale).unlink(missing_ok=True)
+    model.save_state(out)
+    weights_path = out / state.WEIGHTS
+    tensors = state.load_weights(weights_path)
+    card = {
+        "name": "deepplantphenomics vegetation segmentation network",
+        "version": 1,
+        "date": datetime.date.today().isoformat(),
+        "task": "binary plant (vegetation) vs background segmentation of RGB photos",
+        "license_note": "Trained on CWFID, whose terms allow non-commercial research use only: use these weights "
+        "for non-commercial research. The other training data are CC BY-SA 4.0 (attribution, share-alike).",
+        "architecture": {
+            "summary": f"U-Net-like: stride-2 3x3 conv, 4 levels of 3x3 conv+BN+ReLU with max pooling "
+            f"({'-'.join(map(str, WIDTHS))} channels), transposed-conv decoder with copy connections, a "
+            f"{HEAD}-channel block at input resolution fed with the image itself, 1x1 sigmoid output",
+            "parameters": parameters,
+            "layers": len(model._specs()),
+            "layer_kinds": [spec["kind"] for spec in model._specs()],
+            "state_files": [state.ARCHITECTURE, state.WEIGHTS, state.SETTINGS],
+            "load_with": "dpp.load_model('<this folder>') or deepplantphenomics.tools",
+        },
+        "input_normalisation": "RGB, pixel / 255 (8-bit) or / 65535 (16-bit), no mean/std; grey images are "
+        "repeated to RGB, alpha is dropped",
+        "inference": chosen,
+        "inference_choice": {
+            "rule": "most accurate mean validation Dice; the fastest scheme within 0.002 of it",
+            "candidates": choice_table,
+        },
+        "threshold": chosen["threshold"],
+        "tile_size": TILE,
+        "weights": {
+            "file": state.WEIGHTS,
+            "sha256": sha256(weights_path),
+            "bytes": weights_path.stat().st_size,
+            "tensors": {key: list(value.shape) for key, value in sorted(tensors.items())},
+        },
+        "training": {
+            "command": command,
+            "seed": args.seed,
+            "split_seed": args.split_seed,
+            "steps": args.steps,
+            "best_step": best["step"],
+            "batch_size": args.batch_size,
+            "patch": args.patch,
+            "optimizer": f"AdamW lr {args.lr} weight decay {args.weight_decay}, warm-up then cosine decay",
+            "loss": "sigmoid cross entropy + soft Dice",
+            "threads": args.threads,
+            "training_time_minutes": round(training_seconds / 60, 1),
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPUs",
+            "torch": torch.__version__,
+            "validation_history": history,
+            "augmentation": {
+                "scale_jitter": f"patch scale log-uniform in {list(SCALE_RANGE)} of the photo",
+                "geometry": "flips, 90-degree turns, arbitrary rotations for "
+                f"{ARBITRARY_ROTATION:.0%} of patches (uncovered corners ignored in the loss)",
+                "colour": "white balance x[0.82, 1.18] per channel, exposure x[0.55, 1.6], contrast [0.7, 1.35], "
+                "gamma [0.65, 1.5], hue +-20 degrees, saturation x[0.55, 1.5], noise sd <= 0.03, 3x3 blur 15 %",
+                "background": f"{BACKGROUND_SWAP:.0%} of patches get a plain non-green backdrop (white, black, "
+                "grey, blue, brown, sand or random) instead of their background",
+            },
+            "synthetic": f"{SYNTHETIC_SHARE:.0%} of patches from {SYNTHETIC_POOL} generated 256x256 images "
+            "(deepplantphenomics.synthetic)",
+            "datasets": [dataset_info(d) for d in datasets],
+            "split": "per dataset, seeded by split_seed and the folder name: 20 % (at least 8) held out, never "
+            "trained on nor used for any choice; 10 % (at least 3) validation, used to pick the checkpoint, "
+            "the inference scheme and the threshold; the rest trained on",
+        },
+        "scores": {
+            "held_out": scores,
+            "note": "mean over held-out images of per-image Dice, IoU, precision, recall (plant class); "
+            "baselines: index + Otsu's threshold per image (deepplantphenomics.indices)",
+        },
+        "timing": {
+            "seconds_per_1296x966_image": round(seconds, 3),
+            "threads": 2,
+            "note": "median wall time of segment (network + threshold) on a shared machine; load average "
+            f"{os.getloadavg()[0]:.1f} at measurement",
+        },
+    }
+    state.write_json(out / MODEL_CARD, card)
+    log(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
