@@ -1,10 +1,10 @@
 """The ``dpp`` command line: segment, evaluate, train, predict (see docs/cli.md).
 
 Every command turns the library's own errors (ValueError, TypeError, FileNotFoundError, RuntimeError, other
-OSErrors) into a one-line ``Error: <message>`` and a non-zero exit code, never a traceback. Commands that
-process many images handle them file by file (or in small batches), so memory stays flat for thousands of
-images, and a file that cannot be read is reported on its own line while the others are still processed;
-the exit code is then non-zero at the end.
+OSErrors) into a one-line ``Error: <message>`` and a non-zero exit code, never a traceback (the environment
+variable ``DPP_DEBUG=1`` shows it). Commands that process many images handle them a few at a time, so memory
+stays flat for thousands of images, and a file that cannot be read is reported on its own line while the
+others are still processed; the exit code is then non-zero at the end.
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except USER_ERRORS as exc:
+            if os.environ.get("DPP_DEBUG"):
+                raise  # the full traceback, for bug reports
             raise click.ClickException(one_line(exc)) from None
 
 
@@ -270,7 +272,7 @@ def _class_overlay(image: np.ndarray, classes: np.ndarray, num_classes: int) -> 
 def _check_size(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
     if mask.shape[:2] != image.shape[:2]:
         raise RuntimeError(
-            f"the mask for '{path}' is {mask.shape[0]}x{mask.shape[1]} but the image is "
+            f"The mask for '{path}' is {mask.shape[0]}x{mask.shape[1]} but the image is "
             f"{image.shape[0]}x{image.shape[1]}."
         )
 
@@ -307,7 +309,7 @@ def _tool_predictor(method: str, batch_size: int) -> Callable[[list[Path]], Sequ
     return predict
 
 
-def _load_trained(state_dir: Path):
+def _load_trained(state_dir: Path) -> tuple[Any, Any]:
     """(model, settings) of a saved state; settings say how its outputs map back to the image size."""
     from deepplantphenomics import state
     from deepplantphenomics.model import load_model

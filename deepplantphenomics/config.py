@@ -345,7 +345,7 @@ class TrainingConfig:
                     )
                 if layer["type"] not in LAYER_TYPES:
                     raise _unknown(
-                        f"layer type (layer {index})", str(layer["type"]), tuple(LAYER_TYPES), where
+                        f"layer type (layer {index})", str(layer["type"]), tuple(LAYER_TYPES), where, "types"
                     )
 
         return cls(

@@ -189,7 +189,9 @@ def network_probabilities(
     batch = torch.stack(list(images))
     small_h, small_w = working_size(height, width, settings)
     if (small_h, small_w) != (height, width):
-        batch = F.interpolate(batch, size=(small_h, small_w), mode="bilinear", align_corners=False, antialias=True)
+        batch = F.interpolate(
+            batch, size=(small_h, small_w), mode="bilinear", align_corners=False, antialias=True
+        )
     logits = network(prepare_input(_pad_to_multiple(batch, int(settings.get("multiple", 16))), device))
     logits = logits.float()[:, :, :small_h, :small_w]
     if (small_h, small_w) != (height, width):

@@ -104,6 +104,12 @@ def test_library_error_is_one_line_without_traceback(tmp_path):
     assert error_lines(result) == [f"Error: Saved state folder does not exist: '{tmp_path / 'no_state'}'."]
 
 
+def test_dpp_debug_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("DPP_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="Config file not found"):
+        run("train", tmp_path / "absent.toml")
+
+
 # ============================================================================ inputs and names
 def test_output_stems_known_answers(tmp_path):
     cases = [
@@ -225,6 +231,32 @@ def test_python_m_segment_in_a_subprocess(dataset, tmp_path):
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert len(read_csv(out / "results.csv")) == 1
+
+
+def test_segment_network_method_with_stand_in_weights(dataset, tmp_path, monkeypatch):
+    # The shipped weights may not be trained yet: a seeded stand-in network exercises the same path.
+    weights = saved_model(tmp_path / "vegetation")
+    (weights / "model_card.json").write_text(json.dumps({"inference": {"scale": 1.0}}), encoding="utf-8")
+    monkeypatch.setattr(tools, "WEIGHTS_DIR", weights)
+    images_dir, _ = dataset
+    out = tmp_path / "out"
+    result = run("segment", images_dir, "--out", out, "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    files = sorted(images_dir.iterdir())
+    for path, expected in zip(files, tools.segment_vegetation(files)):
+        np.testing.assert_array_equal(
+            png(out / f"{path.stem}_mask.png"), (expected > 0).astype(np.uint8) * 255
+        )
+    assert len(read_csv(out / "results.csv")) == 3
+
+
+def test_segment_network_method_without_weights_fails_once(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(tools, "WEIGHTS_DIR", tmp_path / "no_weights")
+    images_dir, _ = dataset
+    result = run("segment", images_dir, "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    lines = error_lines(result)
+    assert len(lines) == 1 and "pretrained vegetation weights are missing" in lines[0]
 
 
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="the vegetation network's weights are not trained yet")

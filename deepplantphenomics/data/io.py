@@ -6,7 +6,10 @@ class indices. Nothing from an image library escapes as a bare traceback.
 
 from __future__ import annotations
 
+import logging
 import os
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,19 @@ def is_image_file(path: str | os.PathLike) -> bool:
 def _read_raw(path: Path) -> np.ndarray:
     if not path.exists():
         raise FileNotFoundError(f"Image file not found: '{path}'.")
+    # Decoders warn (and tifffile logs) about damaged files before failing; those messages are noise for the
+    # user, who gets one error naming the file instead.
+    tiff_logger = logging.getLogger("tifffile")
+    was_disabled, tiff_logger.disabled = tiff_logger.disabled, True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _decode(path)
+    finally:
+        tiff_logger.disabled = was_disabled
+
+
+def _decode(path: Path) -> np.ndarray:
     if path.suffix.lower() in (".tif", ".tiff"):
         try:
             import tifffile
@@ -50,7 +66,7 @@ def _read_raw(path: Path) -> np.ndarray:
             if image.mode in ("1", "L", "LA", "RGB", "RGBA"):
                 return np.asarray(image.convert("L") if image.mode == "1" else image)
             return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
         raise ImageReadError(f"Cannot read image file '{path}': {exc}") from None
 
 
