@@ -1,7 +1,7 @@
 """Deep Plant Phenomics semantic segmentation, rebuilt on PyTorch.
 
-    import deepplantphenomics as dpp
-    model = dpp.SemanticSegmentationModel(debug=True)
+import deepplantphenomics as dpp
+model = dpp.SemanticSegmentationModel(debug=True)
 """
 
 from deepplantphenomics import tools

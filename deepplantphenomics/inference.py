@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepplantphenomics.data.dataset import fit_to_network, to_tensor_image
+from deepplantphenomics.data.dataset import fit_to_network, normalize, to_tensor_image
 from deepplantphenomics.data.io import match_depth, read_image
 from deepplantphenomics.data.patches import predict_tiled
 from deepplantphenomics.runtime import prepare_input, prepare_module, tune_allocator
@@ -88,7 +88,8 @@ def predict_files(
             return network_probabilities(network, prepare_input(tiles, device))
 
         for path in files:
-            image = load_image_tensor(path, depth)
+            # Standardise the whole image, then tile it: every tile sees the same scale, as in training.
+            image = normalize(load_image_tensor(path, depth)[None], settings.input_normalization)[0]
             probs = predict_tiled(
                 predict, image, settings.patch_height, settings.patch_width, batch_size=step
             )
@@ -107,7 +108,7 @@ def predict_files(
                 for path in group
             ]
         )
-        batch = prepare_input(batch, device)
+        batch = prepare_input(normalize(batch, settings.input_normalization), device)
         probs = network_probabilities(network, batch)
         outputs.extend(p.permute(1, 2, 0).cpu().numpy().astype(np.float32) for p in probs)
     return outputs

@@ -93,9 +93,7 @@ def canonical_loss_name(name: str) -> str:
         ValueError: If ``name`` is not a known loss.
     """
     if not isinstance(name, str):
-        raise TypeError(
-            f"Invalid value for argument `loss_function`: expected a str, received {name!r}."
-        )
+        raise TypeError(f"Invalid value for argument `loss_function`: expected a str, received {name!r}.")
     terms = []
     for raw_term in name.split("+"):
         term = re.sub(r"[\s_\-]+", " ", raw_term.strip().lower()).strip()

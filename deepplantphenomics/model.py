@@ -7,6 +7,8 @@ what goes beyond DPP.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import os
 import sys
 import warnings
@@ -20,6 +22,8 @@ from deepplantphenomics import distributed, state
 from deepplantphenomics.data.dataset import (
     InMemoryData,
     LoadReport,
+    as_float,
+    image_statistics,
     load_pairs,
     make_split,
     pair_files,
@@ -464,20 +468,66 @@ class SemanticSegmentationModel:
     def _subset(self, names: list[str]) -> InMemoryData | None:
         if not names:
             return None
-        images, masks = self._decoded()
         s = self._settings
         if not s.patching:
+            images, masks = self._decoded()
             return stack(names, [images[n] for n in names], [masks[n] for n in names])
+        return self._patches(names)
+
+    def _patch_cache_path(self, names: list[str]) -> Path:
+        """Cache file for the patches of ``names``: keyed by the files (name, size, mtime) and the settings."""
+        s = self._settings
+        by_name = {image.name: (image, mask) for image, mask in self._pairs}
+        files = []
+        for name in names:
+            for path in by_name[name]:
+                info = path.stat()
+                files.append([str(path), info.st_size, info.st_mtime_ns])
+        key = json.dumps([files, s.patch_height, s.patch_width, s.image_depth, s.num_classes, __version__])
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+        return self._save_dir / "patch_cache" / f"patches-{digest}.pt"
+
+    def _patches(self, names: list[str]) -> InMemoryData:
+        """Patches covering each full-resolution image, cached on disk and reused (unless set_gen_data_overwrite).
+
+        Each patch carries the mean/std of its whole image, so it is standardised as tiled inference will.
+        """
+        s = self._settings
+        cache = self._patch_cache_path(names)
+        if cache.exists() and not s.gen_data_overwrite:
+            try:
+                saved = state.load_checkpoint(cache)
+                self._log(f"Reusing {len(saved['names'])} cached patches from '{cache}'")
+                return InMemoryData(saved["names"], saved["images"], saved["masks"], saved["statistics"])
+            except (ValueError, KeyError):
+                self._log(f"Patch cache '{cache}' is unreadable; regenerating it")
         from deepplantphenomics.data.patches import extract_training_patches
 
-        patch_images, patch_masks, patch_names = [], [], []
+        images, masks = self._decoded()
+        patch_images, patch_masks, patch_names, patch_stats = [], [], [], []
         for name in names:
-            img = images[name].permute(1, 2, 0).numpy()
-            pi, pm = extract_training_patches(img, masks[name].numpy(), s.patch_height, s.patch_width)
+            full = images[name]
+            stats = image_statistics(as_float(full)[None])[0]
+            pi, pm = extract_training_patches(
+                full.permute(1, 2, 0).numpy(), masks[name].numpy(), s.patch_height, s.patch_width
+            )
             patch_images.extend(torch.from_numpy(np.ascontiguousarray(p)).permute(2, 0, 1) for p in pi)
             patch_masks.extend(torch.from_numpy(np.ascontiguousarray(m)) for m in pm)
             patch_names.extend(f"{name}#{i}" for i in range(len(pi)))
-        return stack(patch_names, patch_images, patch_masks)
+            patch_stats.extend([stats] * len(pi))
+        data = stack(patch_names, patch_images, patch_masks, torch.stack(patch_stats))
+        if distributed.is_main():
+            state.save_torch(
+                cache,
+                {
+                    "names": data.names,
+                    "images": data.images,
+                    "masks": data.masks,
+                    "statistics": data.statistics,
+                },
+            )
+        self._log(f"Cut {len(data)} patches of {s.patch_height}x{s.patch_width} from {len(names)} images")
+        return data
 
     def _resolve_split(self) -> dict[str, list[str]]:
         s = self._settings
@@ -542,7 +592,8 @@ class SemanticSegmentationModel:
             "out_channels": self._out_channels(),
             "num_classes": self._settings.num_classes,
             "preprocessing": {
-                "scale": "pixel / 255 (8-bit) or / 65535 (16-bit), no mean/std normalisation",
+                "scale": "pixel / 255 (8-bit) or / 65535 (16-bit)",
+                "normalization": self._settings.input_normalization,
                 "image_size": [self._settings.image_height, self._settings.image_width],
                 "resize_images": self._settings.resize_images,
                 "crop_or_pad_images": self._settings.crop_or_pad_images,
@@ -713,7 +764,10 @@ class SemanticSegmentationModel:
             raise FileNotFoundError(f"Saved state folder does not exist: '{directory}'.")
         arch = state.read_json(directory / state.ARCHITECTURE)
         try:
-            settings = Settings.from_dict(state.read_json(directory / state.SETTINGS))
+            saved_settings = state.read_json(directory / state.SETTINGS)
+            # States written before input normalisation was a setting fed the network [0, 1] pixels.
+            saved_settings.setdefault("input_normalization", "none")
+            settings = Settings.from_dict(saved_settings)
             layers = arch["layers"]
             input_shape = tuple(arch["input_shape"])
         except (KeyError, TypeError) as exc:

@@ -148,6 +148,9 @@ class Settings:
     augmentation_crop: bool = False
     augmentation_crop_ratio: float = 0.75
     precision: str = "fp32"
+    # DPP standardised every image (tf.image.per_image_standardization); states saved before this setting
+    # existed used 'none' (see SemanticSegmentationModel.from_saved_state).
+    input_normalization: str = "per_image_standardization"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from deepplantphenomics import distributed, state
 from deepplantphenomics.data.augment import AugmentationConfig, augment_batch
-from deepplantphenomics.data.dataset import InMemoryData
+from deepplantphenomics.data.dataset import InMemoryData, normalize
 from deepplantphenomics.losses import build_loss
 from deepplantphenomics.metrics import ConfusionMatrix, format_metrics, predictions_from_logits
 from deepplantphenomics.runtime import prepare_input, prepare_module, tune_allocator
@@ -114,9 +114,22 @@ def autocast(settings: Settings, device: torch.device):
 def batch_tensors(
     data: InMemoryData, rows: torch.Tensor | slice, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    images = prepare_input(data.float_images(rows), device)
+    """Images in [0, 1] (augmentation works on these) and int64 masks, on ``device``."""
+    images = data.float_images(rows).to(device, non_blocking=True)
     masks = data.masks[rows].to(device, non_blocking=True).long()
     return images, masks
+
+
+def network_input(
+    images: torch.Tensor,
+    data: InMemoryData,
+    rows: torch.Tensor | slice,
+    settings: Settings,
+    device: torch.device,
+) -> torch.Tensor:
+    """Normalise a [0, 1] batch as the settings say and put it in the network's memory layout."""
+    stats = None if data.statistics is None else data.statistics[rows]
+    return prepare_input(normalize(images, settings.input_normalization, stats), device)
 
 
 @torch.inference_mode()
@@ -140,7 +153,9 @@ def evaluate(
     step = batch_size or max(settings.batch_size, 1)
     rows = torch.arange(distributed.rank(), len(data), distributed.world_size())
     for start in range(0, len(rows), step):
-        images, masks = batch_tensors(data, rows[start : start + step], device)
+        batch_rows = rows[start : start + step]
+        images, masks = batch_tensors(data, batch_rows, device)
+        images = network_input(images, data, batch_rows, settings, device)
         with autocast(settings, device):
             logits = network(images)
         logits = logits.float()
@@ -317,7 +332,7 @@ class TrainingRun:
                     images, masks = batch_tensors(self.train_data, rows, self.device)
                     if augment.any:
                         images, masks = augment_batch(images, masks, augment, generator=aug_generator)
-                        images = prepare_input(images, self.device)
+                    images = network_input(images, self.train_data, rows, settings, self.device)
                     optimizer.zero_grad(set_to_none=True)
                     with autocast(settings, self.device):
                         logits = trainee(images)

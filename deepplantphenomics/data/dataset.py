@@ -175,18 +175,52 @@ def fit_to_network(
     )
 
 
+NORMALIZATIONS = ("per_image_standardization", "none")
+
+
+def image_statistics(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) float -> (N, 2): each image's mean and TensorFlow-adjusted standard deviation.
+
+    TF's per_image_standardization divides by max(std, 1/sqrt(pixels*channels)) so flat images stay finite.
+    """
+    flat = images.reshape(images.shape[0], -1)
+    mean = flat.mean(dim=1)
+    std = flat.std(dim=1, unbiased=False).clamp_min(1.0 / math.sqrt(flat.shape[1]))
+    return torch.stack([mean, std], dim=1)
+
+
+def normalize(images: torch.Tensor, mode: str, statistics: torch.Tensor | None = None) -> torch.Tensor:
+    """Network input from (N, C, H, W) images in [0, 1].
+
+    Args:
+        images: the batch.
+        mode: 'per_image_standardization' (DPP's preprocessing: zero mean, unit variance per image) or 'none'.
+        statistics: (N, 2) mean/std to use instead of the batch's own — a patch is standardised with the
+            statistics of the whole image it was cut from, exactly as at tiled inference.
+    """
+    if mode == "none":
+        return images
+    stats = image_statistics(images) if statistics is None else statistics.to(images.device, images.dtype)
+    return (images - stats[:, 0, None, None, None]) / stats[:, 1, None, None, None]
+
+
 @dataclass
 class InMemoryData:
-    """Decoded images and masks. images: (N, C, H, W) uint8 or float32; masks: (N, H, W) uint8."""
+    """Decoded images and masks. images: (N, C, H, W) uint8 or float32; masks: (N, H, W) uint8.
+
+    ``statistics`` (N, 2), when set, holds the mean/std of the full image each item (a patch) was cut from.
+    """
 
     names: list[str]
     images: torch.Tensor
     masks: torch.Tensor
+    statistics: torch.Tensor | None = None
 
     def subset(self, names: list[str]) -> InMemoryData:
         index = {n: i for i, n in enumerate(self.names)}
         rows = torch.tensor([index[n] for n in names], dtype=torch.long)
-        return InMemoryData(list(names), self.images[rows], self.masks[rows])
+        stats = None if self.statistics is None else self.statistics[rows]
+        return InMemoryData(list(names), self.images[rows], self.masks[rows], stats)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -260,11 +294,16 @@ def as_float(image: torch.Tensor) -> torch.Tensor:
     return image.float().div_(255.0) if image.dtype == torch.uint8 else image.float()
 
 
-def stack(names: list[str], images: list[torch.Tensor], masks: list[torch.Tensor]) -> InMemoryData:
+def stack(
+    names: list[str],
+    images: list[torch.Tensor],
+    masks: list[torch.Tensor],
+    statistics: torch.Tensor | None = None,
+) -> InMemoryData:
     """Stack same-sized tensors; all-8-bit data stays uint8, mixed bit depths become float32."""
     if any(image.dtype != torch.uint8 for image in images):
         images = [as_float(image) for image in images]
-    return InMemoryData(names, torch.stack(images), torch.stack(masks))
+    return InMemoryData(names, torch.stack(images), torch.stack(masks), statistics)
 
 
 def split_counts(n: int, test: float, validation: float) -> tuple[int, int]:
