@@ -68,7 +68,11 @@ def test_torchrun_two_processes_train_identical_weights(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(script), str(out), str(images), str(masks)],
-        capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        cwd=tmp_path,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]

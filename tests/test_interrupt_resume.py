@@ -62,16 +62,24 @@ def straight(setup):
 
 
 def _run(script, mode, save_dir, images, masks):
-    return subprocess.run([sys.executable, str(script), mode, str(save_dir), str(images), str(masks)],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(script), mode, str(save_dir), str(images), str(masks)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_saves_checkpoint_and_resume_matches_uninterrupted(setup, straight, sig):
     tmp_path, script, images, masks = setup
     interrupted = tmp_path / f"interrupted_{sig.name}"
-    process = subprocess.Popen([sys.executable, str(script), "fresh", str(interrupted), str(images), str(masks)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(script), "fresh", str(interrupted), str(images), str(masks)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     for line in process.stdout:  # wait until training is well under way, mid-epoch
         lines.append(line)

@@ -29,7 +29,9 @@ def _encode(array: np.ndarray, mode: str, fmt: str) -> bytes:
     """Encode ``array`` as a file of ``fmt``; TIFF goes through tifffile (16-bit and any channel count)."""
     buffer = io.BytesIO()
     if fmt == "tif":
-        tifffile.imwrite(buffer, array, photometric="minisblack" if array.ndim == 2 or array.shape[2] != 3 else "rgb")
+        tifffile.imwrite(
+            buffer, array, photometric="minisblack" if array.ndim == 2 or array.shape[2] != 3 else "rgb"
+        )
         return buffer.getvalue()
     image = Image.fromarray(array)
     if mode == "P":
@@ -129,7 +131,9 @@ def test_inference_on_unreadable_file_names_it(tmp_path):
 # ----------------------------------------------------------------------------- divergence
 
 
-def _tiny_model(tmp_path: Path, lr: float, load_from_saved: Path | bool = False) -> dpp.SemanticSegmentationModel:
+def _tiny_model(
+    tmp_path: Path, lr: float, load_from_saved: Path | bool = False
+) -> dpp.SemanticSegmentationModel:
     images, masks = write_synthetic_dataset(tmp_path / "data", 8, 32, 32, seed=1)
     model = dpp.SemanticSegmentationModel(save_dir=tmp_path / "state", load_from_saved=load_from_saved)
     model.set_image_dimensions(32, 32, 3)

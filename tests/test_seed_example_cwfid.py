@@ -26,7 +26,9 @@ N_TRAIN = 12
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CWFID.is_dir(), reason="needs ../shared/data/cwfid (present in CI, absent in a user's clone)"),
+    pytest.mark.skipif(
+        not CWFID.is_dir(), reason="needs ../shared/data/cwfid (present in CI, absent in a user's clone)"
+    ),
 ]
 
 
@@ -46,8 +48,9 @@ def test_seed_example_runs_unchanged_on_cwfid_and_generalises(tmp_path):
     script = tmp_path / "seed_example.py"
     script.write_bytes((SHARED / "spec" / "seed_example.py").read_bytes())
 
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=3600)
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=3600
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for needle in ("Test loss", "pixel accuracy", "IoU", "Dice"):
         assert needle in result.stdout
