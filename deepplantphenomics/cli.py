@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from deepplantphenomics import distributed
 from deepplantphenomics.data.io import IMAGE_EXTENSIONS, is_image_file, read_binary_mask, read_image
 from deepplantphenomics.model import __version__
 from deepplantphenomics.postprocess import apply_mask, overlay_mask, to_uint8_rgb
@@ -394,10 +395,14 @@ def segment(images: tuple[Path, ...], out_dir: Path, method: str, batch_size: in
     """
     method = method.lower()
     files, problems = expand_inputs(images)
-    _report_problems(problems)
+    sharded = distributed.initialize()  # under torchrun: each rank segments every N-th file
+    if distributed.is_main():
+        _report_problems(problems)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stems = dict(zip(files, output_stems(files)))
-    log = _CsvLog(out_dir / RESULTS_CSV, SEGMENT_COLUMNS)
+    stems = dict(zip(files, output_stems(files)))  # from the full list, so names agree across ranks
+    all_files, files = files, distributed.shard(files)
+    csv_path = out_dir / (f".{RESULTS_CSV}.rank{distributed.rank()}" if sharded else RESULTS_CSV)
+    log = _CsvLog(csv_path, SEGMENT_COLUMNS)
     done = 0
 
     def handle(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
@@ -421,8 +426,32 @@ def segment(images: tuple[Path, ...], out_dir: Path, method: str, batch_size: in
         )
     finally:
         log.close()
-    click.echo(f"Segmented {done} image(s) with method '{method}'; results in '{out_dir / RESULTS_CSV}'.")
-    _finish(failed, problems, len(files) + len(problems))
+    if sharded:
+        distributed.barrier()
+        if distributed.is_main():
+            _merge_rank_csvs(out_dir, all_files)
+        done = sum(distributed.gather_objects(done))
+        failed = [f for part in distributed.gather_objects(failed) for f in part]
+    if distributed.is_main():
+        click.echo(f"Segmented {done} image(s) with method '{method}'; results in '{out_dir / RESULTS_CSV}'.")
+    _finish(failed, problems, len(all_files) + len(problems))
+
+
+def _merge_rank_csvs(out_dir: Path, files: list[Path]) -> None:
+    """Merge the per-rank CSV parts into one results.csv, rows in the order the files were given."""
+    order = {str(path): i for i, path in enumerate(files)}
+    rows: list[list[str]] = []
+    parts = sorted(out_dir.glob(f".{RESULTS_CSV}.rank*"))
+    for part in parts:
+        with part.open(newline="", encoding="utf-8") as handle:
+            rows.extend(list(csv.reader(handle))[1:])
+    rows.sort(key=lambda row: order.get(row[0], len(order)))
+    with (out_dir / RESULTS_CSV).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SEGMENT_COLUMNS)
+        writer.writerows(rows)
+    for part in parts:
+        part.unlink()
 
 
 def _format_table(rows: list[tuple[str, dict[str, float]]]) -> str:

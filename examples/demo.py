@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=48, help="generated training images")
     parser.add_argument("--unseen", type=int, default=8, help="generated images never shown to the model")
     parser.add_argument("--size", type=int, default=128, help="image and network size (pixels)")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 

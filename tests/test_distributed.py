@@ -90,3 +90,37 @@ def test_torchrun_two_processes_train_identical_weights(tmp_path):
     model = dpp.load_model(out)  # one saved state that loads and predicts
     probs = model.forward_pass_with_file_inputs([next(images.glob("*.png"))])
     assert probs.shape == (1, 48, 48, 1)
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
+def test_torchrun_sharded_segment_writes_one_row_per_image(tmp_path):
+    images, _ = write_synthetic_dataset(tmp_path / "data", 7, 40, 56, seed=4)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            str(TORCHRUN),
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "deepplantphenomics",
+            "segment",
+            str(images),
+            "--out",
+            str(out),
+            "--method",
+            "exg",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    lines = (out / "results.csv").read_text().splitlines()
+    files = sorted(str(p) for p in images.glob("*.png"))
+    assert lines[0].startswith("file,")
+    assert [line.split(",")[0] for line in lines[1:]] == files  # exactly one row per image, in input order
+    assert not list(out.glob(".results.csv.rank*"))  # the per-rank parts were merged and removed
+    assert len(list(out.glob("*_mask.png"))) == 7

@@ -206,11 +206,21 @@ def test_fold_batch_norm_keeps_outputs():
 # ------------------------------------------------------------------------------------------ model card
 def test_model_card_present_and_complete():
     card = tools.model_card()
-    for key in ("architecture", "input_normalisation", "inference", "weights", "training", "scores", "timing"):
+    for key in (
+        "architecture",
+        "input_normalisation",
+        "inference",
+        "weights",
+        "training",
+        "scores",
+        "timing",
+    ):
         assert key in card
     assert card["inference"]["threshold"] in (0.5, "otsu")
     training = card["training"]
-    assert training["seed"] == 0 and training["command"].startswith("python -m deepplantphenomics.train_vegetation")
+    assert training["seed"] == 0 and training["command"].startswith(
+        "python -m deepplantphenomics.train_vegetation"
+    )
     datasets = {d["folder"]: d for d in training["datasets"]}
     assert {"cwfid", "peanut_field_vn", "ews_wheat_field"} <= set(datasets)
     assert "non-commercial" in datasets["cwfid"]["terms"]
@@ -247,15 +257,15 @@ def test_model_card_matches_weights():
     assert parameters == card["architecture"]["parameters"]
 
 
-def test_shipped_state_is_an_ordinary_library_state():
+def test_shipped_state_is_an_ordinary_library_state(tmp_path):
+    """dpp.load_model reads the shipped folder like any saved state and predicts full-size tiled output."""
+    image, truth = generate_plant_image(64, 64, rng=5)
+    path = tmp_path / "plant.png"
+    Image.fromarray(image).save(path)
     model = dpp.load_model(tools.WEIGHTS_DIR)
-    image, _ = generate_plant_image(64, 64, rng=5)
-    path = tools.WEIGHTS_DIR.parent / "never_written.png"  # a file is not needed: use the network directly
-    assert not path.exists()
-    network = model._build_network().eval()
-    with torch.inference_mode():
-        logits = network(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0)
-    assert logits.shape == (1, 1, 64, 64)
+    probabilities = model.forward_pass_with_file_inputs([path])
+    assert probabilities.shape == (1, 64, 64, 1) and probabilities.dtype == np.float32
+    assert binary_scores(probabilities[0, :, :, 0] > 0.5, truth)["dice"] > 0.5
 
 
 def test_recorded_scores_meet_the_acceptance_bar():

@@ -1,0 +1,202 @@
+"""Helpers shared by the benchmark scripts: test images, fresh-process workers, timing and memory probes.
+
+Every benchmark measures each case in a fresh Python process (``run_worker``) so that one case's allocator
+state, thread pools and oneDNN caches cannot speed up or slow down the next, and interleaves the cases over
+several rounds so that a burst of load on the machine hits all of them alike. A worker prints its result as
+one line starting with ``RESULT_TAG``; the parent script prints one JSON line with the medians.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULT_TAG = "@@BENCH_RESULT "
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+# ------------------------------------------------------------------------------------------- images
+def plant_image(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic top-down plant photo (H, W, 3) uint8 and its 0/255 mask (H, W) uint8.
+
+    Images larger than 1024 pixels on a side are a 1024x1024 synthetic photo tiled (mirrored) to size:
+    drawing a 50-megapixel scene from scratch would take longer than predicting it.
+    """
+    from deepplantphenomics.synthetic import generate_plant_image
+
+    if height <= 1024 and width <= 1024:
+        return generate_plant_image(height, width, rng=seed)
+    image, mask = generate_plant_image(1024, 1024, rng=seed)
+    reps = (-(-height // 1024), -(-width // 1024))
+    image = np.pad(image, ((0, (reps[0] - 1) * 1024), (0, (reps[1] - 1) * 1024), (0, 0)), mode="symmetric")
+    mask = np.pad(mask, ((0, (reps[0] - 1) * 1024), (0, (reps[1] - 1) * 1024)), mode="symmetric")
+    return np.ascontiguousarray(image[:height, :width]), np.ascontiguousarray(mask[:height, :width])
+
+
+def write_images(
+    directory: Path, count: int, height: int, width: int, distinct: int = 8, masks: bool = True
+) -> tuple[Path, Path]:
+    """Write ``count`` PNG photos (and masks) of ``height`` x ``width`` into ``directory/{images,masks}``.
+
+    Only ``distinct`` different scenes are drawn; the other files are hard links (or copies) of them, which
+    the readers decode again like any other file.
+
+    Returns:
+        (images_dir, masks_dir).
+    """
+    from PIL import Image
+
+    images_dir, masks_dir = directory / "images", directory / "masks"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        name = f"img_{i:05d}.png"
+        if i < distinct:
+            image, mask = plant_image(height, width, seed=i)
+            Image.fromarray(image).save(images_dir / name)
+            if masks:
+                Image.fromarray(mask).save(masks_dir / name)
+            continue
+        source = f"img_{i % distinct:05d}.png"
+        for folder in (images_dir, masks_dir) if masks else (images_dir,):
+            try:
+                os.link(folder / source, folder / name)
+            except OSError:
+                (folder / name).write_bytes((folder / source).read_bytes())
+    return images_dir, masks_dir
+
+
+def image_files(images_dir: Path) -> list[Path]:
+    return sorted(images_dir.glob("*.png"))
+
+
+# ------------------------------------------------------------------------------------------- processes
+def run_worker(
+    script: Path, args: Sequence[str], env: dict[str, str] | None = None, timeout: float = 3600
+) -> dict[str, Any]:
+    """Run ``script --worker ...`` in a fresh interpreter and return the dict it reported.
+
+    Raises:
+        RuntimeError: the worker failed or reported nothing (its stderr tail is in the message).
+    """
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env.setdefault("PYTHONHASHSEED", "0")
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG) :])
+    raise RuntimeError(
+        f"benchmark worker {script.name} {' '.join(args)} failed (exit {proc.returncode}):\n"
+        + "\n".join(proc.stderr.splitlines()[-25:])
+    )
+
+
+def report_worker(result: dict[str, Any]) -> None:
+    """Called by a worker: hand its result to the parent."""
+    print(RESULT_TAG + json.dumps(result), flush=True)
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Called by a benchmark's parent: print its one JSON line."""
+    print(json.dumps(result, sort_keys=False), flush=True)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def spread(values: Sequence[float]) -> list[float]:
+    """[min, max] rounded, to show how noisy a median is."""
+    return [round(min(values), 3), round(max(values), 3)]
+
+
+# ------------------------------------------------------------------------------------------- probes
+class StepTimer:
+    """Time stamps of every optimizer step in this process, through PyTorch's global step hook.
+
+    The same probe times the library's training loop and the hand-written one, without any timing code in
+    the library: ``images_per_second`` counts from the end of the ``warmup``-th step to the last, so data
+    decoding, network construction, the first steps (oneDNN kernel selection, heap growth) and saving are
+    excluded on both sides.
+    """
+
+    def __init__(self) -> None:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        self.times: list[float] = []
+        self._handle = register_optimizer_step_post_hook(self._hook)
+
+    def _hook(self, optimizer, args, kwargs) -> None:
+        self.times.append(time.perf_counter())
+
+    def images_per_second(self, batch_size: int, warmup: int) -> float:
+        if len(self.times) < warmup + 2:
+            raise RuntimeError(f"only {len(self.times)} optimizer steps were timed; need {warmup + 2}")
+        steps = len(self.times) - 1 - warmup
+        return steps * batch_size / (self.times[-1] - self.times[warmup])
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports ru_maxrss in KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024.0 if sys.platform.startswith("linux") else peak / 2**20
+
+
+def current_rss_mb() -> float:
+    """Resident set size now, in MiB (Linux; falls back to the peak elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except OSError:
+        load = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "isa": torch.backends.cpu.get_cpu_capability(),
+        "load_1min_at_start": load,
+    }
