@@ -141,8 +141,12 @@ def declare_library_network(model, network: str, channels: int = 3) -> None:
         model.add_convolutional_layer(
             filter_dimension=[3, 3, channels, 16], stride_length=1, activation_function="relu"
         )
-        model.add_convolutional_layer(filter_dimension=[3, 3, 16, 32], stride_length=1, activation_function="relu")
-        model.add_convolutional_layer(filter_dimension=[5, 5, 32, 32], stride_length=1, activation_function="relu")
+        model.add_convolutional_layer(
+            filter_dimension=[3, 3, 16, 32], stride_length=1, activation_function="relu"
+        )
+        model.add_convolutional_layer(
+            filter_dimension=[5, 5, 32, 32], stride_length=1, activation_function="relu"
+        )
         model.add_output_layer()
     else:
         model.use_predefined_model("u-net")
@@ -192,9 +196,11 @@ def load_by_hand(data: Path, size: int):
 
     images, masks = [], []
     for path in sorted((data / "images").glob("*.png")):
-        pixels = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+        pixels = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
         pixels = F.interpolate(pixels[None], size=(size, size), mode="bilinear", antialias=True)[0]
-        pixels = (pixels - pixels.mean()) / pixels.std(unbiased=False).clamp_min(1 / math.sqrt(pixels.numel()))
+        pixels = (pixels - pixels.mean()) / pixels.std(unbiased=False).clamp_min(
+            1 / math.sqrt(pixels.numel())
+        )
         mask = torch.from_numpy((np.asarray(Image.open(data / "masks" / path.name)) > 127).astype(np.float32))
         mask = F.interpolate(mask[None, None], size=(size, size), mode="nearest-exact")[0, 0]
         images.append(pixels)
@@ -266,7 +272,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     models = [m for m in args.models.split(",") if m]
     wanted = [c for c in args.cases.split(",") if c]
-    cases = {name: case for name, case in CASES.items() if case[0] in models and (not wanted or name in wanted)}
+    cases = {
+        name: case for name, case in CASES.items() if case[0] in models and (not wanted or name in wanted)
+    }
     results: dict[str, list[float]] = {name: [] for name in cases}
     info = machine()
     with tempfile.TemporaryDirectory(prefix="dpp-bench-train-") as tmp:

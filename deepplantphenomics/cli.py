@@ -1,4 +1,4 @@
-"""The ``dpp`` command line: segment, evaluate, train, predict (see docs/cli.md).
+"""The ``dpp`` command line: segment, evaluate, train, predict, export (see docs/cli.md).
 
 Every command turns the library's own errors (ValueError, TypeError, FileNotFoundError, RuntimeError, other
 OSErrors) into a one-line ``Error: <message>`` and a non-zero exit code, never a traceback (the environment
@@ -362,6 +362,7 @@ def main() -> None:
     dpp evaluate --images D --masks D   Dice / IoU / precision / recall against your own masks
     dpp train CONFIG.toml               train a model described in a config file
     dpp predict STATE_DIR IMAGES...     masks from a trained model
+    dpp export STATE_DIR model.onnx     the trained model as ONNX, for deployment
 
     Run `dpp COMMAND --help` for a command's options.
     """
@@ -386,12 +387,14 @@ def main() -> None:
     show_default=True,
     help="Images processed together.",
 )
-def segment(images: tuple[Path, ...], out_dir: Path, method: str, batch_size: int) -> None:
+@click.option("--report", is_flag=True, help="Also write report.html: overlays and figures of every image.")
+def segment(images: tuple[Path, ...], out_dir: Path, method: str, batch_size: int, report: bool) -> None:
     """Segment plants in IMAGES (files or folders of images) without training.
 
     Writes, per image, STEM_mask.png (0/255), STEM_cutout.png (the image with the background set to 0)
     and STEM_overlay.png (mask tinted and outlined on the image), and one results.csv for the run with
     file, width, height, plant_pixels, plant_fraction. Files sharing a name stem get distinct names.
+    With --report, also report.html: one page with every overlay and plant fraction, sortable.
     """
     method = method.lower()
     files, problems = expand_inputs(images)
@@ -404,6 +407,13 @@ def segment(images: tuple[Path, ...], out_dir: Path, method: str, batch_size: in
     csv_path = out_dir / (f".{RESULTS_CSV}.rank{distributed.rank()}" if sharded else RESULTS_CSV)
     log = _CsvLog(csv_path, SEGMENT_COLUMNS)
     done = 0
+    settings = {
+        "method": method,
+        "inputs": _inputs_label(images),
+        "output folder": out_dir,
+        "batch size": batch_size,
+    }
+    page = _new_report("dpp segment", settings) if report else None
 
     def handle(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
         nonlocal done
@@ -416,6 +426,8 @@ def segment(images: tuple[Path, ...], out_dir: Path, method: str, batch_size: in
         height, width = plant.shape
         pixels = int(np.count_nonzero(plant))
         log.write([str(path), width, height, pixels, repr(pixels / (width * height))])
+        if page is not None:
+            page.add(str(path), image, plant, link=f"{stem}_overlay.png")
         done += 1
 
     try:
@@ -432,9 +444,38 @@ def segment(images: tuple[Path, ...], out_dir: Path, method: str, batch_size: in
             _merge_rank_csvs(out_dir, all_files)
         done = sum(distributed.gather_objects(done))
         failed = [f for part in distributed.gather_objects(failed) for f in part]
+        if page is not None:
+            rows = [row for part in distributed.gather_objects(page.rows) for row in part]
+            page.set_rows(rows, order=[str(path) for path in all_files])
     if distributed.is_main():
         click.echo(f"Segmented {done} image(s) with method '{method}'; results in '{out_dir / RESULTS_CSV}'.")
+        if page is not None:
+            _write_report(page, out_dir, problems, failed)
     _finish(failed, problems, len(all_files) + len(problems))
+
+
+def _inputs_label(items: Sequence[Path], shown: int = 10) -> str:
+    names = [str(p) for p in items]
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _new_report(title: str, settings: dict[str, Any], evaluation: bool = False) -> Any:
+    from deepplantphenomics.report import ResultsReport
+
+    return ResultsReport(title, settings, evaluation=evaluation)
+
+
+def _write_report(
+    page: Any, out_dir: Path, problems: Sequence[tuple[Path, str]], failed: Sequence[Path]
+) -> None:
+    """Write report.html, listing the inputs that could not be processed under the table."""
+    from deepplantphenomics.report import REPORT_HTML
+
+    for path, message in problems:
+        page.add_failure(str(path), message)
+    for path in failed:
+        page.add_failure(str(path), "could not be processed (see the error output)")
+    click.echo(f"Report written to '{page.write(out_dir / REPORT_HTML)}'.")
 
 
 def _merge_rank_csvs(out_dir: Path, files: list[Path]) -> None:
@@ -492,6 +533,10 @@ def _format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
     "--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also save the table."
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--report", is_flag=True, help="Also write report.html (worst images first) into --out DIR.")
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Folder for --report's page."
+)
 def evaluate(
     images_dir: Path,
     masks_dir: Path,
@@ -499,11 +544,14 @@ def evaluate(
     state_dir: Path | None,
     csv_path: Path | None,
     batch_size: int,
+    report: bool,
+    out_dir: Path | None,
 ) -> None:
     """Score a method (or a trained model) against true masks: Dice, IoU, precision, recall per image.
 
     Images and masks are paired by file name, or by name stem (plant_01.jpg with plant_01.png). The last row
-    is the mean over the images.
+    is the mean over the images. With --report --out DIR, also DIR/report.html: every image's overlay
+    (prediction tinted, true mask outlined) and scores, worst first, sortable.
     """
     from deepplantphenomics.data.dataset import pair_files
     from deepplantphenomics.metrics import binary_scores
@@ -511,6 +559,8 @@ def evaluate(
     ctx = click.get_current_context()
     if state_dir is not None and ctx.get_parameter_source("method") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("Give either --method or --state, not both.")
+    if report != (out_dir is not None):
+        raise click.UsageError("--report writes report.html into --out DIR: give both or neither.")
     pairs, _ = pair_files(images_dir, masks_dir)
     if state_dir is not None:
         model, settings = _load_trained(state_dir)
@@ -527,6 +577,9 @@ def evaluate(
         label = f"method '{method}'"
     truth_of = dict(pairs)
     rows: list[tuple[str, dict[str, float]]] = []
+    what = {"model": state_dir} if state_dir is not None else {"method": method}
+    settings = {**what, "images": images_dir, "masks": masks_dir}
+    page = _new_report("dpp evaluate", settings, evaluation=True) if report else None
 
     def handle(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
         truth, _ = read_binary_mask(truth_of[path])
@@ -536,6 +589,8 @@ def evaluate(
                 f"{image.shape[0]}x{image.shape[1]}."
             )
         rows.append((path.name, binary_scores(mask, truth)))
+        if page is not None:
+            page.add(path.name, image, mask, truth=truth)
 
     failed = _process([image for image, _ in pairs], batch_size, predict, handle, "evaluate")
     if rows:
@@ -551,6 +606,9 @@ def evaluate(
                 for name, scores in rows + [("mean", mean)]:
                     writer.writerow([name, *(repr(scores[k]) for k in SCORE_COLUMNS)])
             click.echo(f"Table saved to '{csv_path}'.")
+    if page is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_report(page, out_dir, [], failed)
     _finish(failed, [], len(pairs))
 
 
@@ -626,3 +684,24 @@ def predict(state_dir: Path, images: tuple[Path, ...], out_dir: Path, batch_size
         log.close()
     click.echo(f"Predicted {done} image(s) with the model in '{state_dir}'; results in '{out_dir}'.")
     _finish(failed, problems, len(files) + len(problems))
+
+
+@main.command(short_help="Export a trained model to ONNX (needs the 'onnx' extra).")
+@click.argument("state_dir", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--logits", is_flag=True, help="Output raw logits instead of probabilities.")
+def export(state_dir: Path, output: Path, logits: bool) -> None:
+    """Export the trained model in STATE_DIR (a save_dir) to OUTPUT (an .onnx file).
+
+    The graph takes float32 images N x C x H x W with values in [0, 1] and does the input normalisation
+    itself; it returns probabilities N x K x H x W (sigmoid for binary models, softmax otherwise). Batch,
+    height and width are dynamic. See docs/export.md.
+    """
+    from deepplantphenomics.model import load_model
+
+    model = load_model(state_dir)
+    try:
+        path = model.export_onnx(output, probabilities=not logits)
+    except ImportError as exc:  # the optional extra is missing: its message names the pip command
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Exported the model in '{state_dir}' to '{path}'.")

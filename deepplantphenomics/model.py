@@ -46,7 +46,14 @@ from deepplantphenomics.settings import (
     check_float,
     check_int,
 )
-from deepplantphenomics.training import TrainingRun, choose_device, evaluate, report_test_metrics
+from deepplantphenomics.training import (
+    TrainingRun,
+    choose_device,
+    evaluate,
+    headline_scores,
+    report_test_metrics,
+    write_tensorboard_scalars,
+)
 
 __version__ = "0.1.0"
 
@@ -110,6 +117,7 @@ class SemanticSegmentationModel:
         self._split: dict[str, list[str]] | None = None
         self._device = torch.device("cpu")
         self._closed = False
+        self._global_step = 0  # training batches done, the x axis of TensorBoard's test scalars
 
     @property
     def save_dir(self) -> Path:
@@ -693,6 +701,7 @@ class SemanticSegmentationModel:
             device=self._device,
         )
         self.history = run.run()
+        self._global_step = run.global_step
         if run.interrupted:
             return None
         self._log(f"Training finished; state saved to '{self._save_dir}'")
@@ -720,6 +729,10 @@ class SemanticSegmentationModel:
         self.test_metrics = metrics
         if distributed.is_main():
             print(report_test_metrics(metrics), flush=True)
+            if self._tensorboard_dir:
+                iou, dice = headline_scores(metrics)
+                scalars = {"test/loss": metrics["loss"], "test/iou": iou, "test/dice": dice}
+                write_tensorboard_scalars(self._tensorboard_dir, scalars, self._global_step)
         return metrics
 
     # ================================================================== inference
@@ -748,6 +761,21 @@ class SemanticSegmentationModel:
         network = prepare_module(self._build_network(), self._device)
         mine = predict_files(network, distributed.shard(files), self._settings, self._device)
         return distributed.unshard(distributed.gather_objects(mine))
+
+    def export_onnx(self, path: str | os.PathLike, probabilities: bool = True) -> Path:
+        """Write the network as an ONNX file for deployment (needs the 'onnx' extra); see docs/export.md.
+
+        The graph includes the input normalisation: it takes float32 (N, C, H, W) images in [0, 1] (pixel /
+        255 for 8-bit) and returns float32 (N, K, H, W) probabilities (sigmoid, K = 1, for binary models;
+        softmax over K classes otherwise), or logits with ``probabilities=False``. Batch, height and width are
+        dynamic; height and width must be multiples of the network's total stride (metadata ``size_multiple``).
+
+        Returns:
+            The path written.
+        """
+        from deepplantphenomics.export import export_onnx
+
+        return export_onnx(self._build_network(), self._settings, self._specs(), path, probabilities)
 
     def shut_down(self) -> None:
         """Release the network and cached data (safe to call twice)."""

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepplantphenomics.layers import LAYER_NAMES, Shape, make_module, output_shape
+from deepplantphenomics.layers import LAYER_NAMES, SameConv2d, Shape, make_module, output_shape
 
 
 def layer_label(index: int, spec: dict[str, Any]) -> str:
@@ -137,7 +137,7 @@ class SegmentationNetwork(nn.Module):
                 downsampled = bool(spec.get("downsampled"))
                 if downsampled or skip_source[0] != before[0]:
                     # A 1x1 projection makes the residual's channels (and stride) match, as in ResNet.
-                    modules.append(nn.Conv2d(skip_source[0], before[0], 1, stride=2 if downsampled else 1))
+                    modules.append(SameConv2d(skip_source[0], before[0], (1, 1), 2 if downsampled else 1))
                 else:
                     modules.append(nn.Identity())
             elif kind in ("copy_save", "copy_load"):

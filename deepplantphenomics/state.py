@@ -39,6 +39,11 @@ def _atomic(path: Path, write) -> None:
     os.close(handle)
     try:
         write(tmp)
+        # mkstemp creates 0600 files; give the state the permissions any new file would get (umask applies),
+        # so colleagues on a shared server can read a model folder.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -745,6 +745,8 @@ def finish(
     folded = eval_copy(network)
     candidates = {
         "resize to half size": {"mode": "resize", "scale": 0.5, "max_pixels": None},
+        "resize to at most 0.12 MP": {"mode": "resize", "scale": None, "max_pixels": 120_000},
+        "resize to at most 0.2 MP": {"mode": "resize", "scale": None, "max_pixels": 200_000},
         "resize to at most 0.35 MP": {"mode": "resize", "scale": None, "max_pixels": 350_000},
         "resize to at most 0.6 MP": {"mode": "resize", "scale": None, "max_pixels": 600_000},
         "full resolution, whole image": {"mode": "resize", "scale": 1.0, "max_pixels": None},

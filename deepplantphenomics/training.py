@@ -211,6 +211,7 @@ class TrainingRun:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     interrupted: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    global_step: int = 0  # training batches done when run() returned (TensorBoard's x axis)
 
     def log(self, message: str) -> None:
         if self.debug and distributed.is_main():
@@ -409,8 +410,12 @@ class TrainingRun:
         if writer is not None:
             writer.close()
         distributed.sync_buffers(network)
+        self.global_step = step
         if main:
             self.save_state(network)
+            from deepplantphenomics.report import save_training_curves
+
+            save_training_curves(self.history, self.save_dir)
         distributed.barrier()  # the state is on disk before any rank goes on to use it
         return self.history
 
@@ -418,13 +423,7 @@ class TrainingRun:
     def _tensorboard(self):
         if not self.tensorboard_dir:
             return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ImportError(
-                "tensorboard_dir needs the optional 'tensorboard' extra: pip install 'deepplantphenomics[tensorboard]'."
-            ) from None
-        return SummaryWriter(log_dir=str(self.tensorboard_dir))
+        return summary_writer(self.tensorboard_dir)
 
     def _tensorboard_step(self, writer, step, loss, optimizer, images, masks, logits) -> None:
         writer.add_scalar("train/loss", loss, step)
@@ -432,12 +431,40 @@ class TrainingRun:
         image = images[0].detach().float().cpu()
         if image.shape[0] not in (1, 3):
             image = image[:1]
+        low, high = image.min(), image.max()
+        if low < 0 or high > 1:  # the standardised network input: stretched back to [0, 1] to be seen
+            image = (image - low) / (high - low).clamp_min(1e-12)
         writer.add_image("input", image, step)
         target = masks[0].detach().cpu().float()
         target[target == 255] = 0
         writer.add_image("target_mask", (target / max(self.settings.num_classes - 1, 1))[None], step)
         pred = predictions_from_logits(logits[:1].detach().float())[0].cpu().float()
         writer.add_image("predicted_mask", (pred / max(self.settings.num_classes - 1, 1))[None], step)
+
+
+def summary_writer(directory: str | Path):
+    """A TensorBoard ``SummaryWriter`` writing into ``directory``.
+
+    Raises:
+        ImportError: tensorboard is not installed; the message names the extra to install.
+    """
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ImportError(
+            "tensorboard_dir needs the optional 'tensorboard' extra: pip install 'deepplantphenomics[tensorboard]'."
+        ) from None
+    return SummaryWriter(log_dir=str(directory))
+
+
+def write_tensorboard_scalars(directory: str | Path, scalars: dict[str, float], step: int) -> None:
+    """Add scalars at ``step`` to the TensorBoard log in ``directory`` (in an event file of their own)."""
+    writer = summary_writer(directory)
+    try:
+        for tag, value in scalars.items():
+            writer.add_scalar(tag, value, step)
+    finally:
+        writer.close()
 
 
 def report_test_metrics(metrics: dict[str, Any], class_names: list[str] | None = None) -> str:
