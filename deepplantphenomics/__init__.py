@@ -1,7 +1,7 @@
 """Deep Plant Phenomics semantic segmentation, rebuilt on PyTorch.
 
-import deepplantphenomics as dpp
-model = dpp.SemanticSegmentationModel(debug=True)
+``import deepplantphenomics as dpp``, then ``dpp.SemanticSegmentationModel``, ``dpp.load_model`` and
+``dpp.tools``. Every public name is described in docs/api.md.
 """
 
 from deepplantphenomics import tools

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepplantphenomics.data.dataset import fit_to_network, normalize, to_tensor_image
+from deepplantphenomics.data.dataset import fit_to_network, image_statistics, normalize, to_tensor_image
 from deepplantphenomics.data.io import match_depth, read_image
 from deepplantphenomics.data.patches import predict_tiled
 from deepplantphenomics.runtime import prepare_input, prepare_module, tune_allocator
@@ -89,11 +89,12 @@ def predict_files(
 
         for path in files:
             # Standardise the whole image, then tile it: every tile sees the same scale, as in training.
-            image = normalize(load_image_tensor(path, depth)[None], settings.input_normalization)[0]
+            image = standardize_in_place(load_image_tensor(path, depth), settings.input_normalization)
             probs = predict_tiled(
                 predict, image, settings.patch_height, settings.patch_width, batch_size=step
             )
-            outputs.append(probs.permute(1, 2, 0).cpu().numpy().astype(np.float32))
+            del image  # a full-resolution float copy: free it before the next one is read
+            outputs.append(as_numpy(probs))
         return outputs
     for group in _batches(files, step):
         batch = torch.stack(
@@ -110,8 +111,32 @@ def predict_files(
         )
         batch = prepare_input(normalize(batch, settings.input_normalization), device)
         probs = network_probabilities(network, batch)
-        outputs.extend(p.permute(1, 2, 0).cpu().numpy().astype(np.float32) for p in probs)
+        outputs.extend(as_numpy(p) for p in probs)
     return outputs
+
+
+def standardize_in_place(image: torch.Tensor, mode: str) -> torch.Tensor:
+    """``normalize(image[None], mode)[0]`` computed in ``image``'s own memory (same values).
+
+    A full-resolution image is the largest buffer of tiled inference; ``normalize`` would hold two more
+    float copies of it at once.
+
+    Args:
+        image: (C, H, W) float tensor that the caller owns (it is overwritten).
+        mode: as for :func:`~deepplantphenomics.data.dataset.normalize`.
+
+    Returns:
+        ``image``, standardised.
+    """
+    if mode == "none":
+        return image
+    stats = image_statistics(image[None])[0]
+    return image.sub_(stats[0]).div_(stats[1])
+
+
+def as_numpy(probabilities: torch.Tensor) -> np.ndarray:
+    """(K, H, W) tensor -> C-contiguous (H, W, K) float32 array, copying only when the layout needs it."""
+    return np.ascontiguousarray(probabilities.detach().permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
 
 
 def interpret(probabilities: np.ndarray) -> np.ndarray:
@@ -123,6 +148,8 @@ def interpret(probabilities: np.ndarray) -> np.ndarray:
 
 def stack_or_list(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
     """One array when every output has the same shape (the usual case), else the list (tiled, mixed sizes)."""
+    if len(arrays) == 1:
+        return arrays[0][None]  # a view: one full-resolution result is not copied again
     if all(a.shape == arrays[0].shape for a in arrays):
         return np.stack(arrays)
     return arrays

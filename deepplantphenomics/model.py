@@ -573,6 +573,12 @@ class SemanticSegmentationModel:
     def _build_network(self) -> SegmentationNetwork:
         if self._network is not None:
             return self._network
+        if self._closed:
+            # Rebuilding here would silently predict with freshly initialised weights.
+            raise RuntimeError(
+                "The model was shut down (shut_down() released its network); load the trained state again "
+                f"with dpp.load_model('{self._save_dir}')."
+            )
         s = self._settings
         if s.random_seed is not None:
             torch.manual_seed(s.random_seed)

@@ -68,13 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 12; --quick: 1)")
     parser.add_argument("--patch-size", type=int, default=None, help="square patch side, a multiple of 16")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=0.001)
     parser.add_argument(
         "--class-weights",
         type=float,
         nargs=3,
-        default=(1.0, 4.0, 2.0),
+        default=(1.0, 10.0, 3.0),
         metavar=("SOIL", "CROP", "WEED"),
         help="loss weights of the three classes (crop is 1.6 %% of the pixels, weed 5.8 %%)",
     )
