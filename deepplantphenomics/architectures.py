@@ -131,7 +131,7 @@ def declare(model: Any, name: str) -> None:
     """
     if name not in PREDEFINED:
         raise ValueError(
-            f"Invalid value for argument `model_type`: expected one of {list(PREDEFINED)}, received {name!r}."
+            f"Invalid value for argument `model_name`: expected one of {list(PREDEFINED)}, received {name!r}."
         )
     if name == "u-net":
         _check_unet_size(model)

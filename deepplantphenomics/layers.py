@@ -32,6 +32,47 @@ LAYER_NAMES = {
     "output": "output layer",
 }
 
+# Batch norm as specs without "epsilon"/"decay" (saved before DPP's options were accepted) ran it: Keras' epsilon
+# and torch's default momentum 0.1 (decay 0.9). New specs record DPP's defaults (1e-5, 0.9) explicitly.
+LEGACY_BN_EPSILON = 1e-3
+DEFAULT_BN_DECAY = 0.9
+
+# Values a spec key takes when it is missing, so older architecture.json files load and compare unchanged.
+SPEC_DEFAULTS: dict[str, dict[str, Any]] = {
+    "conv": {"padding": None, "batch_norm": False, "use_bias": True},
+    "upsample": {"use_bias": True, "regularization_coefficient": None},
+    "batchnorm": {"epsilon": LEGACY_BN_EPSILON, "decay": DEFAULT_BN_DECAY},
+    "output": {"regularization_coefficient": None},
+}
+_CONV_BN_DEFAULTS = {"epsilon": LEGACY_BN_EPSILON, "decay": DEFAULT_BN_DECAY}
+
+# Keys that only change how a layer trains, not what a trained network computes.
+TRAINING_ONLY_KEYS = ("decay", "regularization_coefficient")
+
+
+def spec_with_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``spec`` with every optional key present (missing ones take the value older states ran with)."""
+    full = dict(SPEC_DEFAULTS.get(spec["kind"], {}))
+    if spec["kind"] == "conv" and spec.get("batch_norm"):
+        full.update(_CONV_BN_DEFAULTS)
+    full.update(spec)
+    return full
+
+
+def comparable_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """What must match between a saved and a declared layer for the saved weights to mean the same network."""
+    full = spec_with_defaults(spec)
+    if full["kind"] == "conv" and not full.get("batch_norm"):
+        full.pop("epsilon", None)  # batch norm options of a convolution without batch norm do nothing
+    return {k: v for k, v in full.items() if k not in TRAINING_ONLY_KEYS}
+
+
+def batch_norm(channels: int, spec: dict[str, Any]) -> nn.BatchNorm2d:
+    """BatchNorm2d with the spec's epsilon and DPP's moving-average ``decay`` (torch momentum = 1 - decay)."""
+    epsilon = float(spec.get("epsilon", LEGACY_BN_EPSILON))
+    decay = float(spec.get("decay", DEFAULT_BN_DECAY))
+    return nn.BatchNorm2d(channels, eps=epsilon, momentum=1.0 - decay)
+
 
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow 'SAME' padding (before, after) for one dimension."""
@@ -59,7 +100,9 @@ class SameConv2d(nn.Conv2d):
     (possibly asymmetric) padding is computed per input size, so tiles of any size work at inference.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int], stride: int):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: tuple[int, int], stride: int, bias: bool = True
+    ):
         kernel = tuple(kernel)
         # A strided 1x1 convolution is a 1x1 convolution of every stride-th pixel. Written that way it gives
         # the same result, and it avoids a oneDNN fault in torch 2.13 (heap corruption, "free(): invalid next
@@ -69,7 +112,7 @@ class SameConv2d(nn.Conv2d):
             stride = 1
         symmetric = stride == 1 and kernel[0] % 2 == 1 and kernel[1] % 2 == 1
         padding = (kernel[0] // 2, kernel[1] // 2) if symmetric else 0
-        super().__init__(in_channels, out_channels, kernel, stride=stride, padding=padding)
+        super().__init__(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=bias)
         self._dynamic = not symmetric
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,19 +149,20 @@ class SamePool2d(nn.Module):
 
 
 class ConvBlock(nn.Sequential):
-    """Convolution, optional batch norm, activation."""
+    """Convolution (with or without bias), optional batch norm, activation."""
 
     def __init__(self, in_ch: int, spec: dict[str, Any]):
         kh, kw, _, out = spec["filter_dimension"]
         padding = spec.get("padding")
+        bias = bool(spec.get("use_bias", True))
         if padding is None or padding == "same":
-            conv: nn.Module = SameConv2d(in_ch, out, (kh, kw), spec["stride_length"])
+            conv: nn.Module = SameConv2d(in_ch, out, (kh, kw), spec["stride_length"], bias=bias)
         else:
             pad = 0 if padding == "valid" else int(padding)
-            conv = nn.Conv2d(in_ch, out, (kh, kw), stride=spec["stride_length"], padding=pad)
+            conv = nn.Conv2d(in_ch, out, (kh, kw), stride=spec["stride_length"], padding=pad, bias=bias)
         layers = [conv]
         if spec.get("batch_norm"):
-            layers.append(nn.BatchNorm2d(out, eps=1e-3))
+            layers.append(batch_norm(out, spec))
         layers.append(_activation(spec.get("activation_function", "linear")))
         super().__init__(*layers)
 
@@ -131,7 +175,13 @@ class Upsample(nn.Sequential):
         pad = max(math.ceil((k - s) / 2), 0)
         out_pad = s - k + 2 * pad  # makes out = in * s for every k
         conv = nn.ConvTranspose2d(
-            in_ch, spec["num_filters"], k, stride=s, padding=pad, output_padding=out_pad
+            in_ch,
+            spec["num_filters"],
+            k,
+            stride=s,
+            padding=pad,
+            output_padding=out_pad,
+            bias=bool(spec.get("use_bias", True)),
         )
         super().__init__(conv, _activation(spec.get("activation_function", "linear")))
 
@@ -183,7 +233,7 @@ def make_module(spec: dict[str, Any], shape: Shape) -> nn.Module:
     if kind == "upsample":
         return Upsample(c, spec)
     if kind == "batchnorm":
-        return nn.BatchNorm2d(c, eps=1e-3)
+        return batch_norm(c, spec)
     if kind == "dropout":
         # DPP's argument is the keep probability; torch's is the drop probability.
         return nn.Dropout(1.0 - spec["p"])

@@ -64,13 +64,13 @@ _TERM_ALIASES: dict[str, str] = {
 _CROSS_ENTROPY_TERMS = ("sigmoid cross entropy", "softmax cross entropy", "cross entropy")
 
 
-def _invalid_name(name: str) -> ValueError:
+def _invalid_name(name: str, argument: str = "loss_function") -> ValueError:
     return ValueError(
-        f"Invalid value for argument `loss_function`: expected one of {list(LOSS_NAMES)}, received {name!r}."
+        f"Invalid value for argument `{argument}`: expected one of {list(LOSS_NAMES)}, received {name!r}."
     )
 
 
-def canonical_loss_name(name: str) -> str:
+def canonical_loss_name(name: str, argument: str = "loss_function") -> str:
     """Normalise a user-supplied loss name to one of :data:`LOSS_NAMES`.
 
     Matching is case-insensitive; underscores, hyphens and runs of spaces count as one space, spacing
@@ -84,6 +84,7 @@ def canonical_loss_name(name: str) -> str:
 
     Args:
         name: The loss name as the user wrote it.
+        argument: The argument name error messages give (the caller's parameter name).
 
     Returns:
         The canonical name, an element of :data:`LOSS_NAMES`.
@@ -93,14 +94,14 @@ def canonical_loss_name(name: str) -> str:
         ValueError: If ``name`` is not a known loss.
     """
     if not isinstance(name, str):
-        raise TypeError(f"Invalid value for argument `loss_function`: expected a str, received {name!r}.")
+        raise TypeError(f"Invalid value for argument `{argument}`: expected a str, received {name!r}.")
     terms = []
     for raw_term in name.split("+"):
         term = re.sub(r"[\s_\-]+", " ", raw_term.strip().lower()).strip()
         if term.endswith(" loss"):
             term = term[: -len(" loss")]
         if term not in _TERM_ALIASES:
-            raise _invalid_name(name)
+            raise _invalid_name(name, argument)
         terms.append(_TERM_ALIASES[term])
 
     if len(terms) == 1:
@@ -113,7 +114,7 @@ def canonical_loss_name(name: str) -> str:
                 return "cross entropy + dice"
             if others[0] == "focal":
                 return "focal + dice"
-    raise _invalid_name(name)
+    raise _invalid_name(name, argument)
 
 
 def _check_num_classes(num_classes: int) -> int:

@@ -6,9 +6,11 @@ what goes beyond DPP.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
+import math
 import os
 import sys
 import warnings
@@ -56,6 +58,34 @@ from deepplantphenomics.training import (
 )
 
 __version__ = "0.1.0"
+
+# DPPModel methods of DPP's other model types (classification, regression, detection, counting).
+_OTHER_PROBLEM_TYPE_METHODS = frozenset(
+    {
+        "load_dataset_from_directory_with_csv_labels",
+        "load_dataset_from_directory_with_auto_labels",
+        "load_ippn_dataset_from_directory",
+        "load_ippn_tray_dataset_from_directory",
+        "load_ippn_leaf_count_dataset_from_directory",
+        "load_inra_dataset_from_directory",
+        "load_cifar10_dataset_from_directory",
+        "load_lemnatec_images_from_directory",
+        "load_multiple_labels_from_csv",
+        "load_images_with_ids_from_directory",
+        "load_training_augmentation_dataset_from_directory_with_csv_labels",
+        "load_pascal_voc_labels_from_directory",
+        "load_json_labels_from_file",
+        "load_yolo_dataset_from_directory",
+        "load_dataset_from_pkl_file",
+        "load_heatmap_dataset_with_csv_from_directory",
+        "load_heatmap_dataset_with_json_files_from_directory",
+        "set_num_regression_outputs",
+        "set_yolo_parameters",
+        "set_yolo_thresholds",
+        "set_density_map_sigma",
+        "set_problem_type",
+    }
+)
 
 
 class SemanticSegmentationModel:
@@ -118,6 +148,7 @@ class SemanticSegmentationModel:
         self._device = torch.device("cpu")
         self._closed = False
         self._global_step = 0  # training batches done, the x axis of TensorBoard's test scalars
+        self._batches_per_decay: int | None = None  # set_learning_rate_decay(..., batches_per_decay=n)
 
     @property
     def save_dir(self) -> Path:
@@ -139,12 +170,21 @@ class SemanticSegmentationModel:
         """Images per training batch (default 1)."""
         self._settings.batch_size = check_int("size", size)
 
-    def set_image_dimensions(self, image_height: int, image_width: int, image_channels: int) -> None:
-        """Network input size; channels 1 (grey) or 3 (colour), any int >= 1 accepted."""
+    def set_image_dimensions(self, image_height: int, image_width: int, image_depth: int) -> None:
+        """Network input size; depth is the channel count, 1 (grey) or 3 (colour), any int >= 1 accepted."""
         self._settings.image_height = check_int("image_height", image_height)
         self._settings.image_width = check_int("image_width", image_width)
-        self._settings.image_depth = check_int("image_channels", image_channels)
+        self._settings.image_depth = check_int("image_depth", image_depth)
         self._changed()
+
+    def set_original_image_dimensions(self, image_height: int, image_width: int) -> None:
+        """Accepted for DPP compatibility: DPP used it only to rescale bounding-box labels, so it changes
+        nothing for segmentation (masks are resized with their images)."""
+        check_int("image_height", image_height)
+        check_int("image_width", image_width)
+        self._log(
+            "set_original_image_dimensions() only matters for bounding-box labels; ignored for segmentation"
+        )
 
     def set_resize_images(self, resize: bool) -> None:
         """Resize every image (bilinear) and mask (nearest) to the network size."""
@@ -164,9 +204,9 @@ class SemanticSegmentationModel:
         """Fraction of images held out for validation after each epoch, in [0, 1); 0 turns it off."""
         self._settings.validation_split = check_float("ratio", ratio, 0.0, 1.0, high_inclusive=False)
 
-    def force_split_shuffle(self, force: bool) -> None:
+    def force_split_shuffle(self, force_split: bool) -> None:
         """Re-draw the saved train/validation/test partition instead of reusing it."""
-        self._settings.force_split_shuffle = check_bool("force", force)
+        self._settings.force_split_shuffle = check_bool("force_split", force_split)
 
     def set_random_seed(self, seed: int) -> None:
         """Makes splits, shuffling, augmentation and weight initialisation reproducible."""
@@ -180,16 +220,46 @@ class SemanticSegmentationModel:
         """'adam' (default), 'sgd', 'sgd_momentum', 'adadelta' or 'adagrad'; case-insensitive."""
         self._settings.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
 
-    def set_learning_rate_decay(self, decay_factor: float, epochs_per_decay: int) -> None:
-        """Multiply the learning rate by ``decay_factor`` every ``epochs_per_decay`` epochs."""
-        self._settings.lr_decay_factor = check_float(
-            "decay_factor", decay_factor, 0.0, 1.0, low_inclusive=False
-        )
-        self._settings.epochs_per_decay = check_int("epochs_per_decay", epochs_per_decay)
+    def set_learning_rate_decay(
+        self,
+        decay_factor: float,
+        epochs_per_decay: int | None = None,
+        *,
+        batches_per_decay: int | None = None,
+    ) -> None:
+        """Multiply the learning rate by ``decay_factor`` every ``epochs_per_decay`` epochs (step decay).
 
-    def set_regularization_coefficient(self, coefficient: float) -> None:
-        """L2 weight decay coefficient (>= 0)."""
-        self._settings.regularization_coefficient = check_float("coefficient", coefficient, 0.0, None)
+        Args:
+            decay_factor: float in (0, 1].
+            epochs_per_decay: int >= 1, the name DPP's documentation uses.
+            batches_per_decay: instead of ``epochs_per_decay``, the name of DPP's last release, where the decay
+                stepped every that many batches. The learning rate here changes once per epoch, so it is
+                converted to whole epochs (at least 1) when training starts, and the debug log says so.
+
+        Raises:
+            TypeError: if both or neither of ``epochs_per_decay`` and ``batches_per_decay`` are given, or a
+                value has the wrong type.
+            ValueError: a value out of range.
+        """
+        factor = check_float("decay_factor", decay_factor, 0.0, 1.0, low_inclusive=False)
+        if (epochs_per_decay is None) == (batches_per_decay is None):
+            raise TypeError(
+                "set_learning_rate_decay() takes one of `epochs_per_decay` and `batches_per_decay`, "
+                f"received epochs_per_decay={epochs_per_decay!r}, batches_per_decay={batches_per_decay!r}."
+            )
+        if epochs_per_decay is not None:
+            epochs = check_int("epochs_per_decay", epochs_per_decay)
+            batches = None
+        else:
+            batches = check_int("batches_per_decay", batches_per_decay)
+            epochs = None  # converted in begin_training(), once the batches per epoch are known
+        self._settings.lr_decay_factor = factor
+        self._settings.epochs_per_decay = epochs
+        self._batches_per_decay = batches
+
+    def set_regularization_coefficient(self, lamb: float) -> None:
+        """L2 weight decay coefficient (>= 0) of every layer without its own ``regularization_coefficient``."""
+        self._settings.regularization_coefficient = check_float("lamb", lamb, 0.0, None)
 
     def set_weight_initializer(self, initializer: str) -> None:
         """'xavier' (default, Glorot uniform) or 'normal' (truncated normal, std 0.05); case-insensitive."""
@@ -199,19 +269,19 @@ class SemanticSegmentationModel:
         """Number of epochs; an epoch is one full pass over the training split."""
         self._settings.maximum_training_epochs = check_int("epochs", epochs)
 
-    def set_loss_function(self, loss_function: str) -> None:
+    def set_loss_function(self, loss_fn: str) -> None:
         """'sigmoid cross entropy', 'softmax cross entropy', 'dice', 'focal', 'cross entropy + dice',
         'focal + dice' (case-insensitive). Cross entropy follows the class count (sigmoid for 2 classes)."""
-        self._settings.loss_function = canonical_loss_name(loss_function)
+        self._settings.loss_function = canonical_loss_name(loss_fn, "loss_fn")
 
-    def set_num_segmentation_classes(self, num_classes: int) -> None:
+    def set_num_segmentation_classes(self, num_class: int) -> None:
         """Number of classes (>= 2): 2 = binary (sigmoid, one output channel), more = softmax over classes.
 
         Switches a cross-entropy loss to the matching kind.
         """
-        n = check_int("num_classes", num_classes)
+        n = check_int("num_class", num_class)
         if n < 2:
-            raise ValueError(f"Invalid value for argument `num_classes`: expected an int >= 2, received {n}.")
+            raise ValueError(f"Invalid value for argument `num_class`: expected an int >= 2, received {n}.")
         self._settings.num_classes = n
         loss = self._settings.loss_function
         if loss in ("sigmoid cross entropy", "softmax cross entropy"):
@@ -253,26 +323,28 @@ class SemanticSegmentationModel:
         """'fp32' (default) or 'bf16' (autocast; faster on recent CPUs/GPUs, slightly less exact)."""
         self._settings.precision = check_choice("precision", precision, PRECISIONS)
 
-    def set_augmentation_brightness_and_contrast(self, augment: bool) -> None:
+    # The flags' odd names (contr, flip, rot, resize) are DPP's, so DPP scripts passing them by keyword run.
+    def set_augmentation_brightness_and_contrast(self, contr: bool) -> None:
         """Random brightness and contrast on training images only (masks unchanged)."""
-        self._settings.augmentation_brightness_contrast = check_bool("augment", augment)
+        self._settings.augmentation_brightness_contrast = check_bool("contr", contr)
 
-    def set_augmentation_flip_horizontal(self, augment: bool) -> None:
+    def set_augmentation_flip_horizontal(self, flip: bool) -> None:
         """Random left-right flips of image and mask together."""
-        self._settings.augmentation_flip_horizontal = check_bool("augment", augment)
+        self._settings.augmentation_flip_horizontal = check_bool("flip", flip)
 
-    def set_augmentation_flip_vertical(self, augment: bool) -> None:
+    def set_augmentation_flip_vertical(self, flip: bool) -> None:
         """Random top-bottom flips of image and mask together."""
-        self._settings.augmentation_flip_vertical = check_bool("augment", augment)
+        self._settings.augmentation_flip_vertical = check_bool("flip", flip)
 
-    def set_augmentation_rotation(self, augment: bool, crop_borders: bool = False) -> None:
+    def set_augmentation_rotation(self, rot: bool, crop_borders: bool = False) -> None:
         """Random rotations of image and mask together; ``crop_borders`` crops away the empty corners."""
-        self._settings.augmentation_rotation = check_bool("augment", augment)
+        self._settings.augmentation_rotation = check_bool("rot", rot)
         self._settings.augmentation_rotation_crop_borders = check_bool("crop_borders", crop_borders)
 
-    def set_augmentation_crop(self, augment: bool, crop_ratio: float = 0.75) -> None:
-        """Random crops of ``crop_ratio`` of each side, scaled back to the network size."""
-        self._settings.augmentation_crop = check_bool("augment", augment)
+    def set_augmentation_crop(self, resize: bool, crop_ratio: float = 0.75) -> None:
+        """Random crops of ``crop_ratio`` of each side, scaled back to the network size (``resize`` turns the
+        augmentation on, as in DPP)."""
+        self._settings.augmentation_crop = check_bool("resize", resize)
         self._settings.augmentation_crop_ratio = check_float(
             "crop_ratio", crop_ratio, 0.0, 1.0, low_inclusive=False
         )
@@ -281,7 +353,9 @@ class SemanticSegmentationModel:
     def _input_shape(self) -> tuple[int, int, int]:
         s = self._settings
         if s.image_height is None:
-            raise RuntimeError("Call set_image_dimensions(height, width, channels) before adding layers.")
+            raise RuntimeError(
+                "Call set_image_dimensions(image_height, image_width, image_depth) before adding layers."
+            )
         if s.patching:
             return s.image_depth, s.patch_height, s.patch_width
         return s.image_depth, s.image_height, s.image_width
@@ -320,6 +394,9 @@ class SemanticSegmentationModel:
         activation_function: str | None,
         padding: int | str | None = None,
         batch_norm: bool = False,
+        use_bias: bool = True,
+        epsilon: float = 1e-5,
+        decay: float = 0.9,
     ) -> None:
         """A 2-D convolution.
 
@@ -330,6 +407,9 @@ class SemanticSegmentationModel:
             activation_function: 'relu', 'tanh', 'lrelu', 'selu', or None / 'linear'.
             padding: None or 'same' keeps ceil(size / stride) (TensorFlow 'SAME'); 'valid' or an int pads that much.
             batch_norm: batch normalisation between the convolution and the activation.
+            use_bias: give the convolution a bias (False is usual before batch norm, whose shift replaces it).
+            epsilon: float >= 0 added to the variance by the batch norm (only with ``batch_norm=True``).
+            decay: float in [0, 1], the batch norm's moving-average decay (torch momentum = 1 - decay).
         """
         dims = check_dims("filter_dimension", filter_dimension, 4)
         stride = check_int("stride_length", stride_length)
@@ -337,18 +417,23 @@ class SemanticSegmentationModel:
         if padding is not None and padding not in ("same", "valid"):
             padding = check_int("padding", padding, minimum=0)
         check_bool("batch_norm", batch_norm)
+        check_bool("use_bias", use_bias)
+        epsilon = check_float("epsilon", epsilon, 0.0, None)
+        decay = check_float("decay", decay, 0.0, 1.0)
         if self._builder is not None:
             dims[2] = self._builder.current_shape[0]
-        self._add(
-            {
-                "kind": "conv",
-                "filter_dimension": dims,
-                "stride_length": stride,
-                "activation_function": activation,
-                "padding": padding,
-                "batch_norm": batch_norm,
-            }
-        )
+        spec: dict[str, Any] = {
+            "kind": "conv",
+            "filter_dimension": dims,
+            "stride_length": stride,
+            "activation_function": activation,
+            "padding": padding,
+            "batch_norm": batch_norm,
+            "use_bias": use_bias,
+        }
+        if batch_norm:  # DPP ignores epsilon and decay without batch norm; so do the saved specs
+            spec.update(epsilon=epsilon, decay=decay)
+        self._add(spec)
 
     def add_pooling_layer(self, kernel_size: int, stride_length: int, pooling_type: str = "max") -> None:
         """Max or average pooling with 'SAME' padding (output ceil(size / stride))."""
@@ -367,21 +452,37 @@ class SemanticSegmentationModel:
         num_filters: int,
         upscale_factor: int = 2,
         activation_function: str | None = None,
+        use_bias: bool = True,
+        regularization_coefficient: float | None = None,
     ) -> None:
-        """A transposed convolution multiplying height and width by ``upscale_factor``."""
-        self._add(
-            {
-                "kind": "upsample",
-                "filter_size": check_int("filter_size", filter_size),
-                "num_filters": check_int("num_filters", num_filters),
-                "upscale_factor": check_int("upscale_factor", upscale_factor),
-                "activation_function": check_activation("activation_function", activation_function),
-            }
-        )
+        """A transposed convolution multiplying height and width by ``upscale_factor``.
+
+        Args:
+            filter_size: side of the square kernel.
+            num_filters: output channels.
+            upscale_factor: int >= 1 multiplying height and width.
+            activation_function: as for ``add_convolutional_layer``.
+            use_bias: give the transposed convolution a bias.
+            regularization_coefficient: None, or this layer's own L2 coefficient (float >= 0), which overrides
+                ``set_regularization_coefficient`` for its weights and bias (an optimizer parameter group).
+        """
+        spec: dict[str, Any] = {
+            "kind": "upsample",
+            "filter_size": check_int("filter_size", filter_size),
+            "num_filters": check_int("num_filters", num_filters),
+            "upscale_factor": check_int("upscale_factor", upscale_factor),
+            "activation_function": check_activation("activation_function", activation_function),
+            "use_bias": check_bool("use_bias", use_bias),
+        }
+        if regularization_coefficient is not None:
+            spec["regularization_coefficient"] = check_float(
+                "regularization_coefficient", regularization_coefficient, 0.0, None
+            )
+        self._add(spec)
 
     def add_batch_norm_layer(self) -> None:
-        """Batch normalisation over channels."""
-        self._add({"kind": "batchnorm"})
+        """Batch normalisation over channels (DPP's epsilon 1e-5 and moving-average decay 0.9)."""
+        self._add({"kind": "batchnorm", "epsilon": 1e-5, "decay": 0.9})
 
     def add_dropout_layer(self, p: float) -> None:
         """Dropout during training; ``p`` is the KEEP probability, as in DPP (off at inference)."""
@@ -411,15 +512,34 @@ class SemanticSegmentationModel:
             d1[2] = d2[2] = self._builder.current_shape[0]
         self._add({"kind": "paral_conv", "filter_dimension_1": d1, "filter_dimension_2": d2})
 
-    def add_output_layer(self) -> None:
-        """1x1 convolution to 1 channel (binary) or one per class; output at the input's height and width."""
-        self._add({"kind": "output"})
+    def add_output_layer(
+        self, regularization_coefficient: float | None = None, output_size: int | None = None
+    ) -> None:
+        """1x1 convolution to 1 channel (binary) or one per class; output at the input's height and width.
 
-    def use_predefined_model(self, model_type: str) -> None:
+        Args:
+            regularization_coefficient: None, or this layer's own L2 coefficient (float >= 0) overriding
+                ``set_regularization_coefficient`` (DPP accepted and ignored it for segmentation).
+            output_size: must stay None: the channel count follows ``set_num_segmentation_classes`` (DPP raised
+                for segmentation too).
+        """
+        if output_size is not None:
+            raise ValueError(
+                "Invalid value for argument `output_size`: expected None (the output channels follow "
+                f"set_num_segmentation_classes), received {output_size!r}."
+            )
+        spec: dict[str, Any] = {"kind": "output"}
+        if regularization_coefficient is not None:
+            spec["regularization_coefficient"] = check_float(
+                "regularization_coefficient", regularization_coefficient, 0.0, None
+            )
+        self._add(spec)
+
+    def use_predefined_model(self, model_name: str) -> None:
         """Declare a predefined architecture: 'u-net' or 'fcn-18' (case-insensitive)."""
         from deepplantphenomics.architectures import PREDEFINED, declare
 
-        name = check_choice("model_type", model_type, tuple(PREDEFINED))
+        name = check_choice("model_name", model_name, tuple(PREDEFINED))
         if self._builder is not None:
             raise RuntimeError(
                 "use_predefined_model() declares the whole network: call it instead of adding layers."
@@ -657,7 +777,9 @@ class SemanticSegmentationModel:
                 "No data: call load_dataset_from_directory_with_segmentation_masks(images_dir, masks_dir) first."
             )
         if self._settings.image_height is None:
-            raise RuntimeError("Call set_image_dimensions(height, width, channels) before training.")
+            raise RuntimeError(
+                "Call set_image_dimensions(image_height, image_width, image_depth) before training."
+            )
         self._specs()
 
     def begin_training(self, return_test_loss: bool = False, resume: bool = False) -> float | None:
@@ -688,6 +810,14 @@ class SemanticSegmentationModel:
             f"{self._settings.maximum_training_epochs} epochs (batch size {self._settings.batch_size}, "
             f"device {self._device})"
         )
+        if self._batches_per_decay is not None:
+            batches_per_epoch = math.ceil(len(train) / self._settings.batch_size)
+            epochs = max(1, round(self._batches_per_decay / batches_per_epoch))
+            self._settings.epochs_per_decay = epochs
+            self._log(
+                f"Learning rate decay every {self._batches_per_decay} batches: every {epochs} epoch(s) of "
+                f"{batches_per_epoch} batches (the learning rate changes once per epoch)"
+            )
         network = self._build_network()
         if resume:
             path = self._save_dir / state.WEIGHTS
@@ -755,13 +885,14 @@ class SemanticSegmentationModel:
         """
         return stack_or_list(self._predict(images))
 
-    def forward_pass_with_interpreted_outputs(self, images: list[str | os.PathLike]) -> np.ndarray:
-        """Masks for image files: uint8 (N, H, W), 0/255 for binary, class indices for multi-class."""
-        return stack_or_list([interpret(p) for p in self._predict(images)])
+    def forward_pass_with_interpreted_outputs(self, x: list[str | os.PathLike]) -> np.ndarray:
+        """Masks for image files ``x`` (DPP's argument name): uint8 (N, H, W), 0/255 for binary, class indices
+        for multi-class."""
+        return stack_or_list([interpret(p) for p in self._predict(x, "x")])
 
-    def _predict(self, images: list[str | os.PathLike]) -> list[np.ndarray]:
+    def _predict(self, images: list[str | os.PathLike], argument: str = "images") -> list[np.ndarray]:
         """Per-file probabilities; under torchrun each rank predicts its share and all ranks get every result."""
-        files = check_files(images, "images")
+        files = check_files(images, argument)
         if distributed.initialize() and self._device.type == "cpu":
             self._device = choose_device(self._settings)
         network = prepare_module(self._build_network(), self._device)
@@ -782,6 +913,224 @@ class SemanticSegmentationModel:
         from deepplantphenomics.export import export_onnx
 
         return export_onnx(self._build_network(), self._settings, self._specs(), path, probabilities)
+
+    def forward_pass(
+        self, x: np.ndarray | torch.Tensor, deterministic: bool = False, moderation_features: None = None
+    ) -> np.ndarray | torch.Tensor:
+        """The network on a batch that is already preprocessed, as DPP's ``forward_pass`` on a graph tensor.
+
+        Nothing is resized or standardised here (``forward_pass_with_file_inputs`` does that for files).
+
+        Args:
+            x: float (N, H, W, C) batch, channels last as in DPP, C = the image depth; a numpy array or a torch
+                tensor. A tensor keeps its autograd graph, so the output can be trained through.
+            deterministic: True for inference behaviour (dropout off, batch norm with its moving averages);
+                False, DPP's default, runs them in training mode (batch statistics, which also update the
+                moving averages).
+            moderation_features: must be None (moderation layers do not exist for segmentation).
+
+        Returns:
+            Logits (N, H, W, K), K = 1 for binary models and the class count otherwise, of the type of ``x``
+            (a tensor on the network's device).
+
+        Raises:
+            TypeError: ``x`` is neither a numpy array nor a tensor.
+            ValueError: ``x`` is not 4-D with C channels.
+            NotImplementedError: ``moderation_features`` is given.
+        """
+        check_bool("deterministic", deterministic)
+        if moderation_features is not None:
+            raise NotImplementedError(
+                "forward_pass(moderation_features=...): moderation features feed DPP's fully connected layers, "
+                "which semantic segmentation networks do not have; leave it None."
+            )
+        is_numpy = isinstance(x, np.ndarray)
+        if not is_numpy and not isinstance(x, torch.Tensor):
+            raise TypeError(
+                "Invalid value for argument `x`: expected a numpy array or torch tensor of shape (N, H, W, C), "
+                f"received {type(x).__name__}."
+            )
+        depth = self._settings.image_depth
+        if x.ndim != 4 or (depth is not None and x.shape[-1] != depth):
+            raise ValueError(
+                f"Invalid value for argument `x`: expected a batch of shape (N, H, W, {depth or 'C'}) (channels "
+                f"last), received shape {tuple(x.shape)}."
+            )
+        network = self._build_network()
+        device = next(network.parameters()).device
+        batch = torch.from_numpy(np.ascontiguousarray(x)) if is_numpy else x
+        batch = batch.to(device=device, dtype=torch.float32).permute(0, 3, 1, 2)
+        was_training = network.training
+        network.train(not deterministic)
+        try:
+            with torch.no_grad() if is_numpy else contextlib.nullcontext():
+                out = network(batch).permute(0, 2, 3, 1)
+        finally:
+            network.train(was_training)
+        return out.cpu().numpy() if is_numpy else out
+
+    def load_state(self) -> None:
+        """Load the weights from the ``load_from_saved`` folder into the declared network (DPP's ``load_state``).
+
+        Training and forward passes load them on their own; this only makes it happen now, so a mismatch
+        between the saved and the declared layers shows here.
+
+        Raises:
+            RuntimeError: the model was made without ``load_from_saved``, or its network is not complete.
+            ValueError: the declared layers differ from the saved ones (the first differing layer is named).
+        """
+        if self._load_from is None:
+            raise RuntimeError(
+                "load_state() loads the folder given as `load_from_saved`, and this model was made without one: "
+                "pass SemanticSegmentationModel(load_from_saved='saved_state'), or use dpp.load_model(directory)."
+            )
+        self._network = None
+        self._build_network()
+
+    def begin_training_with_hyperparameter_search(
+        self,
+        l2_reg_limits: list[float] | None = None,
+        lr_limits: list[float] | None = None,
+        num_steps: int = 3,
+    ) -> np.ndarray:
+        """Grid search over L2 coefficient and learning rate, as DPP's: one full training per grid point.
+
+        Each run starts from freshly initialised weights (the same ones with ``set_random_seed``), or from
+        ``load_from_saved``, on the same saved split, and its test loss is recorded; a run that raises records
+        NaN. The grid is logged with ``debug=True``. Afterwards the model holds the last run's network and
+        ``save_dir`` its state (as in DPP); the learning rate and coefficient are restored.
+
+        Args:
+            l2_reg_limits: None (keep ``set_regularization_coefficient``) or [low, high], floats >= 0.
+            lr_limits: None (keep ``set_learning_rate``) or [low, high], floats > 0.
+            num_steps: int >= 1, grid points per given range, evenly spaced from low to high.
+
+        Returns:
+            float (len(l2 values), len(learning rates)) array of test losses (beyond DPP, which returned None).
+
+        Raises:
+            RuntimeError: there is no test split to compare the runs on, no data, or no complete network.
+        """
+        steps = check_int("num_steps", num_steps)
+
+        def grid(argument: str, limits: Any, current: float, low_inclusive: bool) -> list[float]:
+            if limits is None:
+                return [current]
+            if not isinstance(limits, (list, tuple)) or len(limits) != 2:
+                raise TypeError(
+                    f"Invalid value for argument `{argument}`: expected [low, high], received {limits!r}."
+                )
+            low, high = (check_float(argument, v, 0.0, None, low_inclusive=low_inclusive) for v in limits)
+            if low > high:
+                raise ValueError(
+                    f"Invalid value for argument `{argument}`: expected low <= high, received {list(limits)!r}."
+                )
+            return [float(v) for v in np.linspace(low, high, steps)]
+
+        s = self._settings
+        l2_values = grid("l2_reg_limits", l2_reg_limits, s.regularization_coefficient, True)
+        lr_values = grid("lr_limits", lr_limits, s.learning_rate, False)
+        if s.test_split == 0:
+            raise RuntimeError(
+                "The hyperparameter search compares test losses: set_test_split(r) with r > 0 first."
+            )
+        self._check_ready_to_train()  # missing data or layers fail now, not as a grid of NaNs
+        saved = (s.learning_rate, s.regularization_coefficient, self._tensorboard_dir)
+        losses = np.full((len(l2_values), len(lr_values)), np.nan)
+        try:
+            for i, l2 in enumerate(l2_values):
+                for j, lr in enumerate(lr_values):
+                    self._log(f"HYPERPARAMETER SEARCH: l2 coefficient {l2:g}, learning rate {lr:g}")
+                    s.learning_rate, s.regularization_coefficient = lr, l2
+                    if saved[2] is not None:
+                        self._tensorboard_dir = str(Path(saved[2]) / f"lr_{lr:g}_l2_{l2:g}")
+                    self._network = None  # a fresh start for every grid point
+                    try:
+                        loss = self.begin_training(return_test_loss=True)
+                    except Exception as exc:  # DPP's behaviour: a failed run is NaN, the search goes on
+                        self._log(f"HYPERPARAMETER SEARCH: the run failed ({type(exc).__name__}: {exc}); NaN")
+                        continue
+                    losses[i, j] = np.nan if loss is None else loss
+        finally:
+            s.learning_rate, s.regularization_coefficient, self._tensorboard_dir = saved
+        self._log(f"Hyperparameter search: l2 coefficients {l2_values}, learning rates {lr_values}")
+        self._log(
+            "Test loss grid (rows: l2 coefficient, columns: learning rate):\n" + np.array2string(losses)
+        )
+        return losses
+
+    # ------------------------------------------------------------ DPP methods that do not apply to segmentation
+    def add_fully_connected_layer(
+        self,
+        output_size: int,
+        activation_function: str | None,
+        regularization_coefficient: float | None = None,
+    ) -> None:
+        """Not available: a fully connected layer flattens the image away.
+
+        Raises:
+            NotImplementedError: always, naming the per-pixel equivalent.
+        """
+        raise NotImplementedError(
+            "add_fully_connected_layer() flattens the image, so a segmentation network cannot use it; the per-pixel "
+            "equivalent is a 1x1 convolution: add_convolutional_layer(filter_dimension=[1, 1, 0, output_size], "
+            "stride_length=1, activation_function=...)."
+        )
+
+    def add_global_average_pooling_layer(self) -> None:
+        """Not available: it collapses every channel to one value, leaving nothing to segment.
+
+        Raises:
+            NotImplementedError: always, naming what to use instead.
+        """
+        raise NotImplementedError(
+            "add_global_average_pooling_layer() collapses the image to 1x1, which a segmentation network cannot "
+            "use; downsample with add_pooling_layer(kernel_size, stride_length, pooling_type='avg') instead."
+        )
+
+    def add_moderation_layer(self) -> None:
+        """Not available: DPP's moderation features join fully connected layers (classification/regression).
+
+        Raises:
+            NotImplementedError: always.
+        """
+        raise NotImplementedError(
+            "add_moderation_layer(): moderation features join DPP's fully connected layers (classification and "
+            "regression models); semantic segmentation networks have none."
+        )
+
+    def add_moderation_features(self, moderation_features: Any) -> None:
+        """Not available, see ``add_moderation_layer``.
+
+        Raises:
+            NotImplementedError: always.
+        """
+        raise NotImplementedError(
+            "add_moderation_features(): moderation features join DPP's fully connected layers (classification "
+            "and regression models); semantic segmentation networks have none."
+        )
+
+    def load_images_from_list(self, image_files: list[str | os.PathLike]) -> None:
+        """Not available: DPP loaded unlabelled images this way; here they go straight to a forward pass.
+
+        Raises:
+            NotImplementedError: always, naming the methods to use.
+        """
+        raise NotImplementedError(
+            "load_images_from_list() loads images without masks, which segmentation cannot train on: predict "
+            "them with forward_pass_with_file_inputs(images) or forward_pass_with_interpreted_outputs(x), and "
+            "load training data with load_dataset_from_directory_with_segmentation_masks(dirname, seg_dirname)."
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for missing attributes: a DPP method of another problem type gets a message saying so.
+        if name in _OTHER_PROBLEM_TYPE_METHODS:
+            raise AttributeError(
+                f"'SemanticSegmentationModel' has no method '{name}': in Deep Plant Phenomics it belongs to "
+                "classification, regression, object detection or counting models, and this package implements "
+                "semantic segmentation only (load data with load_dataset_from_directory_with_segmentation_masks)."
+            )
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def shut_down(self) -> None:
         """Release the network and cached data (safe to call twice)."""

@@ -148,6 +148,24 @@ class SegmentationNetwork(nn.Module):
             raise RuntimeError("The network has no output layer: call add_output_layer() last.")
         self.layers = nn.ModuleList(modules)
         self.shapes = builder.shapes
+        self.specs = [dict(spec) for spec in specs]  # one per entry of self.layers (per-layer options)
+
+    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups: layers with their own ``regularization_coefficient`` (DPP's per-layer L2
+        coefficient, which overrides ``set_regularization_coefficient``) get it as weight decay; the rest
+        ``weight_decay``. Groups without parameters are left out.
+        """
+        own: list[dict[str, Any]] = []
+        taken: set[int] = set()
+        for module, spec in zip(self.layers, self.specs):
+            coefficient = spec.get("regularization_coefficient")
+            params = list(module.parameters())
+            if coefficient is None or not params:
+                continue
+            own.append({"params": params, "weight_decay": float(coefficient)})
+            taken.update(id(p) for p in params)
+        rest = [p for p in self.parameters() if id(p) not in taken]
+        return ([{"params": rest, "weight_decay": weight_decay}] if rest else []) + own
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]

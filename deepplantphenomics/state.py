@@ -23,6 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from deepplantphenomics.layers import comparable_spec
 from deepplantphenomics.network import layer_label
 
 WEIGHTS = "model.safetensors"
@@ -104,9 +105,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def check_architecture(saved: list[dict[str, Any]], declared: list[dict[str, Any]], directory: Path) -> None:
-    """Raise ValueError naming the first layer where a declared network differs from the saved one."""
+    """Raise ValueError naming the first layer where a declared network differs from the saved one.
+
+    Keys missing from an older saved spec take the values that state was trained with, and options that only
+    affect training (batch norm decay, per-layer regularisation) may differ.
+    """
     for index, (a, b) in enumerate(zip(saved, declared)):
-        if a != b:
+        if comparable_spec(a) != comparable_spec(b):
             raise ValueError(
                 f"The network declared now differs from the one saved in '{directory}' at "
                 f"{layer_label(index, b)}: saved {a}, declared {b}."

@@ -83,6 +83,17 @@ def make_optimizer(settings: Settings, parameters) -> torch.optim.Optimizer:
     raise ValueError(f"Unknown optimizer {name!r}.")
 
 
+def optimizer_parameters(network: nn.Module, settings: Settings):
+    """The network's parameters, in groups when layers carry their own ``regularization_coefficient``.
+
+    Without per-layer coefficients this is ``network.parameters()``, so checkpoints keep one parameter group.
+    """
+    specs = getattr(network, "specs", None) or []
+    if not any(spec.get("regularization_coefficient") is not None for spec in specs):
+        return network.parameters()
+    return network.parameter_groups(settings.regularization_coefficient)
+
+
 def make_scheduler(settings: Settings, optimizer: torch.optim.Optimizer):
     if settings.lr_decay_factor is None:
         return None
@@ -273,7 +284,7 @@ class TrainingRun:
         network = self.network = prepare_module(self.network, self.device)
         trainee = wrap_for_devices(network, settings, self.device)
         loss_fn = build_loss(settings.loss_function, settings.num_classes, settings.class_weights)
-        optimizer = make_optimizer(settings, network.parameters())
+        optimizer = make_optimizer(settings, optimizer_parameters(network, settings))
         scheduler = make_scheduler(settings, optimizer)
         seed = settings.random_seed
         if seed is None:

@@ -152,9 +152,9 @@ def test_grey_input(tmp_path):
 @pytest.mark.parametrize(
     ("name", "error", "match"),
     [
-        ("unet", ValueError, r"`model_type`: expected one of \['u-net', 'fcn-18'\], received 'unet'"),
-        ("vgg-16", ValueError, r"`model_type`"),
-        (3, TypeError, r"`model_type`"),
+        ("unet", ValueError, r"`model_name`: expected one of \['u-net', 'fcn-18'\], received 'unet'"),
+        ("vgg-16", ValueError, r"`model_name`"),
+        (3, TypeError, r"`model_name`"),
     ],
 )
 def test_bad_names(tmp_path, name, error, match):

@@ -436,7 +436,8 @@ def test_second_input_layer():
 def test_layers_before_set_image_dimensions():
     model = dpp.SemanticSegmentationModel()
     with pytest.raises(
-        RuntimeError, match=r"set_image_dimensions\(height, width, channels\) before adding layers"
+        RuntimeError,
+        match=r"set_image_dimensions\(image_height, image_width, image_depth\) before adding layers",
     ):
         model.add_input_layer()
     with pytest.raises(RuntimeError, match=r"before the input layer"):

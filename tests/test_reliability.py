@@ -183,3 +183,15 @@ def test_corrupt_state_files_are_named(tmp_path):
     (broken / "architecture.json").unlink()
     with pytest.raises(FileNotFoundError, match="architecture.json"):
         dpp.load_model(broken)
+
+
+def test_shut_down_model_refuses_to_predict_instead_of_using_random_weights(tmp_path):
+    model = _tiny_model(tmp_path, 0.01)
+    model.set_maximum_training_epochs(1)
+    model.begin_training()
+    image = next((tmp_path / "data" / "images").glob("*.png"))
+    model.shut_down()
+    model.shut_down()  # safe twice
+    with pytest.raises(RuntimeError, match="shut down"):
+        model.forward_pass_with_file_inputs([image])
+    assert dpp.load_model(tmp_path / "state").forward_pass_with_file_inputs([image]).shape == (1, 32, 32, 1)

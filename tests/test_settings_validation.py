@@ -92,6 +92,9 @@ def test_good_values_are_accepted_and_stored(model, setter, args, stored):
 def test_every_public_setter_is_covered():
     names = {name for name in dir(dpp.SemanticSegmentationModel) if name.startswith("set_")}
     names.add("force_split_shuffle")
+    names.discard(
+        "set_original_image_dimensions"
+    )  # stores nothing for segmentation; see test_dpp_signatures.py
     covered = {setter for setter, _, _ in GOOD}
     assert names <= covered, f"setters without tests: {sorted(names - covered)}"
 
@@ -103,14 +106,14 @@ WRONG_TYPE = [
     ("set_batch_size", (True,), "size", True),
     ("set_image_dimensions", (64.0, 64, 3), "image_height", 64.0),
     ("set_image_dimensions", (64, "64", 3), "image_width", "64"),
-    ("set_image_dimensions", (64, 64, None), "image_channels", None),
+    ("set_image_dimensions", (64, 64, None), "image_depth", None),
     ("set_resize_images", (1,), "resize", 1),
     ("set_resize_images", ("True",), "resize", "True"),
     ("set_crop_or_pad_images", (0,), "crop_or_pad", 0),
     ("set_test_split", ("0.1",), "ratio", "0.1"),
     ("set_test_split", (None,), "ratio", None),
     ("set_validation_split", (False,), "ratio", False),
-    ("force_split_shuffle", ("yes",), "force", "yes"),
+    ("force_split_shuffle", ("yes",), "force_split", "yes"),
     ("set_random_seed", (1.5,), "seed", 1.5),
     ("set_random_seed", ("7",), "seed", "7"),
     ("set_learning_rate", ("0.001",), "rate", "0.001"),
@@ -118,11 +121,11 @@ WRONG_TYPE = [
     ("set_optimizer", (None,), "optimizer", None),
     ("set_learning_rate_decay", ("0.5", 10), "decay_factor", "0.5"),
     ("set_learning_rate_decay", (0.5, 2.5), "epochs_per_decay", 2.5),
-    ("set_regularization_coefficient", ([0.1],), "coefficient", [0.1]),
+    ("set_regularization_coefficient", ([0.1],), "lamb", [0.1]),
     ("set_weight_initializer", (0,), "initializer", 0),
     ("set_maximum_training_epochs", (10.0,), "epochs", 10.0),
-    ("set_loss_function", (3,), "loss_function", 3),
-    ("set_num_segmentation_classes", (2.0,), "num_classes", 2.0),
+    ("set_loss_function", (3,), "loss_fn", 3),
+    ("set_num_segmentation_classes", (2.0,), "num_class", 2.0),
     ("set_class_weights", (2.0,), "weights", 2.0),
     ("set_class_weights", ([1.0, "2"],), "weights", "2"),
     ("set_number_of_threads", ("2",), "num_threads", "2"),
@@ -130,9 +133,11 @@ WRONG_TYPE = [
     ("set_patch_size", (64, None), "width", None),
     ("set_gen_data_overwrite", (None,), "overwrite", None),
     ("set_precision", (16,), "precision", 16),
-    ("set_augmentation_brightness_and_contrast", (1,), "augment", 1),
-    ("set_augmentation_flip_horizontal", ("no",), "augment", "no"),
-    ("set_augmentation_flip_vertical", (None,), "augment", None),
+    ("set_augmentation_brightness_and_contrast", (1,), "contr", 1),
+    ("set_augmentation_flip_horizontal", ("no",), "flip", "no"),
+    ("set_augmentation_flip_vertical", (None,), "flip", None),
+    ("set_augmentation_rotation", ("yes",), "rot", "yes"),
+    ("set_augmentation_crop", (1, 0.5), "resize", 1),
     ("set_augmentation_rotation", (True, 1), "crop_borders", 1),
     ("set_augmentation_crop", (True, "0.5"), "crop_ratio", "0.5"),
 ]
@@ -151,7 +156,7 @@ OUT_OF_RANGE = [
     ("set_batch_size", (-4,), "size", -4),
     ("set_image_dimensions", (0, 64, 3), "image_height", 0),
     ("set_image_dimensions", (64, -1, 3), "image_width", -1),
-    ("set_image_dimensions", (64, 64, 0), "image_channels", 0),
+    ("set_image_dimensions", (64, 64, 0), "image_depth", 0),
     ("set_test_split", (1.0,), "ratio", 1.0),
     ("set_test_split", (-0.1,), "ratio", -0.1),
     ("set_test_split", (float("nan"),), "ratio", float("nan")),
@@ -164,12 +169,12 @@ OUT_OF_RANGE = [
     ("set_learning_rate_decay", (0.0, 10), "decay_factor", 0.0),
     ("set_learning_rate_decay", (1.5, 10), "decay_factor", 1.5),
     ("set_learning_rate_decay", (0.5, 0), "epochs_per_decay", 0),
-    ("set_regularization_coefficient", (-1e-4,), "coefficient", -1e-4),
+    ("set_regularization_coefficient", (-1e-4,), "lamb", -1e-4),
     ("set_weight_initializer", ("he",), "initializer", "he"),
     ("set_maximum_training_epochs", (0,), "epochs", 0),
-    ("set_loss_function", ("hinge",), "loss_function", "hinge"),
-    ("set_num_segmentation_classes", (1,), "num_classes", 1),
-    ("set_num_segmentation_classes", (0,), "num_classes", 0),
+    ("set_loss_function", ("hinge",), "loss_fn", "hinge"),
+    ("set_num_segmentation_classes", (1,), "num_class", 1),
+    ("set_num_segmentation_classes", (0,), "num_class", 0),
     ("set_class_weights", ([1.0, 0.0],), "weights", 0.0),
     ("set_class_weights", ([1.0, -2.0],), "weights", -2.0),
     ("set_number_of_threads", (0,), "num_threads", 0),
