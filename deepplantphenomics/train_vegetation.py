@@ -846,9 +846,11 @@ def finish(
         "license_note": "Trained on CWFID, whose terms allow non-commercial research use only: use these weights "
         "for non-commercial research. The other training data are CC BY-SA 4.0 (attribution, share-alike).",
         "architecture": {
-            "summary": f"U-Net-like: stride-2 3x3 conv, 4 levels of 3x3 conv+BN+ReLU with max pooling "
-            f"({'-'.join(map(str, WIDTHS))} channels), transposed-conv decoder with copy connections, a "
-            f"{HEAD}-channel block at input resolution fed with the image itself, 1x1 sigmoid output",
+            "summary": f"U-Net-like: a stride-2 3x3 convolution, then {len(WIDTHS)} levels of two 3x3 "
+            f"conv+BN+ReLU ({'-'.join(map(str, WIDTHS))} channels) joined by 2x2 max pooling, a decoder of "
+            "2x2 transposed convolutions and copy connections with one 3x3 conv+BN+ReLU per level, a "
+            f"{HEAD}-channel 3x3 block at input resolution that also sees the input image, 1x1 output "
+            "(sigmoid)",
             "parameters": parameters,
             "layers": len(model._specs()),
             "layer_kinds": [spec["kind"] for spec in model._specs()],
