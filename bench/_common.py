@@ -102,7 +102,11 @@ def run_worker(
     )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG) :])
+            result = json.loads(line[len(RESULT_TAG) :])
+            # Progress on stderr: a full run takes long enough that one wants to see it move.
+            shown = " ".join(a for a in args if not a.startswith("/"))
+            print(f"[{script.stem}] {shown} -> {json.dumps(result)}", file=sys.stderr, flush=True)
+            return result
     raise RuntimeError(
         f"benchmark worker {script.name} {' '.join(args)} failed (exit {proc.returncode}):\n"
         + "\n".join(proc.stderr.splitlines()[-25:])
@@ -117,6 +121,30 @@ def report_worker(result: dict[str, Any]) -> None:
 def emit(result: dict[str, Any]) -> None:
     """Called by a benchmark's parent: print its one JSON line."""
     print(json.dumps(result, sort_keys=False), flush=True)
+
+
+def threads_env(threads: int | None) -> dict[str, str]:
+    """Environment that fixes the workers' intra-op threads (torch reads OMP_NUM_THREADS); {} = default."""
+    return {} if not threads else {"OMP_NUM_THREADS": str(threads)}
+
+
+def summarize(results: dict[str, list[dict[str, float]]], network: str, target: float | None) -> dict:
+    """Medians per case of one network's results, [min, max] spreads, and the library / naive ratios."""
+    names = [n for n in results if n.startswith(network + "/")]
+    short = {n: n.split("/", 1)[1] for n in names}
+    section: dict = {short[n]: round(median([r["images_per_s"] for r in results[n]]), 3) for n in names}
+    section["spread"] = {short[n]: spread([r["images_per_s"] for r in results[n]]) for n in names}
+    section["per_cpu_second"] = {
+        short[n]: round(median([r["images_per_cpu_s"] for r in results[n]]), 3) for n in names
+    }
+    lib, naive = f"{network}/library", f"{network}/naive"
+    if results.get(lib) and results.get(naive):
+        section["ratio_library_naive"] = round(section["library"] / section["naive"], 3)
+        cpu = section["per_cpu_second"]
+        section["ratio_library_naive_per_cpu_second"] = round(cpu["library"] / cpu["naive"], 3)
+        if target is not None:
+            section["target"] = target
+    return section
 
 
 def median(values: Sequence[float]) -> float:
@@ -142,16 +170,26 @@ class StepTimer:
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
         self.times: list[float] = []
+        self.cpu_times: list[float] = []
         self._handle = register_optimizer_step_post_hook(self._hook)
 
     def _hook(self, optimizer, args, kwargs) -> None:
         self.times.append(time.perf_counter())
+        self.cpu_times.append(time.process_time())
 
-    def images_per_second(self, batch_size: int, warmup: int) -> float:
-        if len(self.times) < warmup + 2:
-            raise RuntimeError(f"only {len(self.times)} optimizer steps were timed; need {warmup + 2}")
-        steps = len(self.times) - 1 - warmup
-        return steps * batch_size / (self.times[-1] - self.times[warmup])
+    def images_per_second(self, batch_size: int, warmup: int, cpu: bool = False) -> float:
+        """Images per wall-clock second, or per CPU second of this process (all its threads) with ``cpu``."""
+        times = self.cpu_times if cpu else self.times
+        if len(times) < warmup + 2:
+            raise RuntimeError(f"only {len(times)} optimizer steps were timed; need {warmup + 2}")
+        steps = len(times) - 1 - warmup
+        return steps * batch_size / (times[-1] - times[warmup])
+
+    def rates(self, batch_size: int, warmup: int) -> dict[str, float]:
+        return {
+            "images_per_s": self.images_per_second(batch_size, warmup),
+            "images_per_cpu_s": self.images_per_second(batch_size, warmup, cpu=True),
+        }
 
     def close(self) -> None:
         self._handle.remove()

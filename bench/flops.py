@@ -20,7 +20,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, machine, median, report_worker, run_worker, spread, write_images  # noqa: E402
+from _common import (  # noqa: E402
+    emit,
+    machine,
+    median,
+    report_worker,
+    run_worker,
+    spread,
+    threads_env,
+    write_images,
+)
 from train_throughput import SOURCE_SIZE, declare_library_network  # noqa: E402
 
 SCRIPT = Path(__file__).resolve()
@@ -78,6 +87,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--matmul-size", type=int, default=4096)
     parser.add_argument("--matmul-repeats", type=int, default=5)
     parser.add_argument("--source-size", type=int, nargs=2, default=SOURCE_SIZE, metavar=("H", "W"))
+    parser.add_argument("--threads", type=int, help="intra-op threads of every worker (default: torch's)")
     parser.add_argument("--worker", choices=["count", "peak"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -90,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         report_worker((count_worker if args.worker == "count" else peak_worker)(args))
         return
     info = machine()
+    if args.threads:
+        info["torch_threads"] = args.threads
     rates: dict[str, list[float]] = {"library": [], "naive": []}
     peaks: list[float] = []
     with tempfile.TemporaryDirectory(prefix="dpp-bench-flops-") as tmp:
@@ -118,7 +130,9 @@ def main(argv: list[str] | None = None) -> None:
                     "--warmup",
                     str(args.warmup),
                 ]
-                rates[case].append(run_worker(TRAIN_SCRIPT, worker)["images_per_s"])
+                rates[case].append(
+                    run_worker(TRAIN_SCRIPT, worker, threads_env(args.threads))["images_per_s"]
+                )
     peak = max(peaks)
     out: dict = {
         "benchmark": "flops",

@@ -31,11 +31,11 @@ from _common import (  # noqa: E402
     emit,
     image_files,
     machine,
-    median,
     peak_rss_mb,
     report_worker,
     run_worker,
-    spread,
+    summarize,
+    threads_env,
     write_images,
 )
 from train_throughput import (  # noqa: E402
@@ -56,7 +56,15 @@ CASES: dict[str, tuple[str, list[str], dict[str, str]]] = {
     "unet/library": ("unet", ["library"], {}),
     "unet/naive": ("unet", ["naive"], {}),
 }
-TARGETS = {"seed": 1.4}
+TARGETS = {"seed": 1.4, "unet": None}
+
+
+def rates(images: int, seconds: float, cpu_seconds: float) -> dict:
+    return {
+        "images_per_s": images / seconds,
+        "images_per_cpu_s": images / cpu_seconds,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def library_worker(args: argparse.Namespace) -> dict:
@@ -73,11 +81,11 @@ def library_worker(args: argparse.Namespace) -> dict:
     model.set_random_seed(0)
     declare_library_network(model, args.network)
     model.forward_pass_with_file_inputs(files[: args.batch])  # warm-up, untimed
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     probabilities = model.forward_pass_with_file_inputs(files)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     assert probabilities.shape == (len(files), args.size, args.size, 1)
-    return {"images_per_s": len(files) / seconds, "peak_rss_mb": peak_rss_mb()}
+    return rates(len(files), seconds, cpu_seconds)
 
 
 def naive_worker(args: argparse.Namespace) -> dict:
@@ -107,11 +115,11 @@ def naive_worker(args: argparse.Namespace) -> dict:
         return outputs
 
     predict(files[: args.batch])  # warm-up, untimed
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     outputs = predict(files)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     assert len(outputs) == len(files)
-    return {"images_per_s": len(files) / seconds, "peak_rss_mb": peak_rss_mb()}
+    return rates(len(files), seconds, cpu_seconds)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -124,6 +132,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=64, help="files predicted per timed call (seed)")
     parser.add_argument("--unet-images", type=int, default=32, help="files predicted per timed call (U-Net)")
     parser.add_argument("--source-size", type=int, nargs=2, default=SOURCE_SIZE, metavar=("H", "W"))
+    parser.add_argument("--threads", type=int, help="intra-op threads of every worker (default: torch's)")
     parser.add_argument("--worker", choices=["library", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--network", choices=["seed", "unet"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -143,8 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     cases = {
         name: case for name, case in CASES.items() if case[0] in models and (not wanted or name in wanted)
     }
-    results: dict[str, list[float]] = {name: [] for name in cases}
+    results: dict[str, list[dict]] = {name: [] for name in cases}
     info = machine()
+    if args.threads:
+        info["torch_threads"] = args.threads
     with tempfile.TemporaryDirectory(prefix="dpp-bench-infer-") as tmp:
         data = Path(tmp) / "data"
         images_dir, _ = write_images(data, max(args.images, args.unet_images), *args.source_size, masks=False)
@@ -161,27 +172,20 @@ def main(argv: list[str] | None = None) -> None:
                     str(args.size),
                 ]
                 common += ["--batch", str(args.batch), "--images", str(count)]
-                results[name].append(run_worker(SCRIPT, worker + common, env)["images_per_s"])
+                results[name].append(
+                    run_worker(SCRIPT, worker + common, {**env, **threads_env(args.threads)})
+                )
     out: dict = {
         "benchmark": "infer_throughput",
-        "unit": "images/s (decode + resize + forward, from PNG files)",
+        "unit": "images/s (decode + resize + forward, from PNG files; wall clock and per CPU-second)",
         "rounds": args.rounds,
         "input": f"{args.size}x{args.size}x3 from {args.source_size[0]}x{args.source_size[1]} PNG",
         "batch": args.batch,
         "machine": info,
     }
     for network in models:
-        names = [n for n in results if n.startswith(network + "/")]
-        if not names:
-            continue
-        section = {n.split("/", 1)[1]: round(median(results[n]), 3) for n in names}
-        section["spread"] = {n.split("/", 1)[1]: spread(results[n]) for n in names}
-        lib, naive = results.get(f"{network}/library"), results.get(f"{network}/naive")
-        if lib and naive:
-            section["ratio_library_naive"] = round(median(lib) / median(naive), 3)
-            if network in TARGETS:
-                section["target"] = TARGETS[network]
-        out[network] = section
+        if any(n.startswith(network + "/") for n in results):
+            out[network] = summarize(results, network, TARGETS[network])
     emit(out)
 
 

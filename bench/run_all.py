@@ -54,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {list(SCRIPTS)}")
     failed = []
     for name in names:
-        proc = subprocess.run(command(name, args.quick), capture_output=True, text=True)
+        # stdout carries the JSON line; stderr (progress, errors) goes straight to the terminal.
+        proc = subprocess.run(command(name, args.quick), stdout=subprocess.PIPE, text=True)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0 or not lines:
             failed.append(name)
-            print(json.dumps({"benchmark": name, "error": proc.stderr.strip().splitlines()[-1:]}), flush=True)
-            sys.stderr.write(proc.stderr)
+            print(json.dumps({"benchmark": name, "error": f"exit code {proc.returncode}"}), flush=True)
             continue
         print(lines[-1], flush=True)
         if args.out:

@@ -37,11 +37,11 @@ from _common import (  # noqa: E402
     StepTimer,
     emit,
     machine,
-    median,
     peak_rss_mb,
     report_worker,
     run_worker,
-    spread,
+    summarize,
+    threads_env,
     write_images,
 )
 
@@ -185,7 +185,7 @@ def library_worker(args: argparse.Namespace) -> dict:
     model.load_dataset_from_directory_with_segmentation_masks(str(data / "images"), str(data / "masks"))
     declare_library_network(model, args.network)
     model.begin_training()
-    return {"images_per_s": timer.images_per_second(args.batch, args.warmup), "peak_rss_mb": peak_rss_mb()}
+    return {**timer.rates(args.batch, args.warmup), "peak_rss_mb": peak_rss_mb()}
 
 
 def load_by_hand(data: Path, size: int):
@@ -237,7 +237,7 @@ def naive_worker(args: argparse.Namespace) -> dict:
             optimizer.step()
             loss.item()  # a real loop looks at the loss; it also waits for the step to finish
             step += 1
-    return {"images_per_s": timer.images_per_second(args.batch, args.warmup), "peak_rss_mb": peak_rss_mb()}
+    return {**timer.rates(args.batch, args.warmup), "peak_rss_mb": peak_rss_mb()}
 
 
 # ------------------------------------------------------------------------------------------- parent
@@ -253,6 +253,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed first steps")
     parser.add_argument("--images", type=int, default=32, help="PNG files in the training set")
     parser.add_argument("--source-size", type=int, nargs=2, default=SOURCE_SIZE, metavar=("H", "W"))
+    parser.add_argument("--threads", type=int, help="intra-op threads of every worker (default: torch's)")
     # worker-only arguments
     parser.add_argument("--worker", choices=["library", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--network", choices=["seed", "unet"], help=argparse.SUPPRESS)
@@ -275,8 +276,10 @@ def main(argv: list[str] | None = None) -> None:
     cases = {
         name: case for name, case in CASES.items() if case[0] in models and (not wanted or name in wanted)
     }
-    results: dict[str, list[float]] = {name: [] for name in cases}
+    results: dict[str, list[dict]] = {name: [] for name in cases}
     info = machine()
+    if args.threads:
+        info["torch_threads"] = args.threads
     with tempfile.TemporaryDirectory(prefix="dpp-bench-train-") as tmp:
         data = Path(tmp) / "data"
         write_images(data, args.images, *args.source_size)
@@ -287,27 +290,20 @@ def main(argv: list[str] | None = None) -> None:
                 worker = ["--worker", worker_args[0], *worker_args[1:], "--network", network]
                 common = ["--data", str(data), "--work", str(work), "--size", str(args.size)]
                 common += ["--batch", str(args.batch), "--steps", str(steps), "--warmup", str(args.warmup)]
-                result = run_worker(SCRIPT, worker + common, env)
-                results[name].append(result["images_per_s"])
+                results[name].append(
+                    run_worker(SCRIPT, worker + common, {**env, **threads_env(args.threads)})
+                )
     out: dict = {
         "benchmark": "train_throughput",
-        "unit": "images/s",
+        "unit": "images/s (wall clock); per_cpu_second: images per CPU-second of the process",
         "rounds": args.rounds,
         "input": f"{args.size}x{args.size}x3 from {args.source_size[0]}x{args.source_size[1]} PNG",
         "batch": args.batch,
         "machine": info,
     }
     for network in models:
-        names = [n for n in results if n.startswith(network + "/")]
-        if not names:
-            continue
-        section = {n.split("/", 1)[1]: round(median(results[n]), 3) for n in names}
-        section["spread"] = {n.split("/", 1)[1]: spread(results[n]) for n in names}
-        lib, naive = results.get(f"{network}/library"), results.get(f"{network}/naive")
-        if lib and naive:
-            section["ratio_library_naive"] = round(median(lib) / median(naive), 3)
-            section["target"] = TARGETS[network]
-        out[network] = section
+        if any(n.startswith(network + "/") for n in results):
+            out[network] = summarize(results, network, TARGETS[network])
     emit(out)
 
 

@@ -71,6 +71,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=0.001)
     parser.add_argument(
+        "--learning-rate-decay",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("FACTOR", "EPOCHS"),
+        help="multiply the learning rate by FACTOR every EPOCHS epochs (default: constant)",
+    )
+    parser.add_argument(
         "--class-weights",
         type=float,
         nargs=3,
@@ -232,6 +240,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     model.set_patch_size(args.patch_size, args.patch_size)
     model.set_batch_size(args.batch_size)
     model.set_learning_rate(args.learning_rate)
+    if args.learning_rate_decay is not None:
+        model.set_learning_rate_decay(args.learning_rate_decay[0], int(args.learning_rate_decay[1]))
     model.set_maximum_training_epochs(args.epochs)
     # The held-out images are scored below, at full size; every training image is used for training.
     model.set_test_split(0.0)
@@ -278,6 +288,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "learning_rate": args.learning_rate,
+            "learning_rate_decay": args.learning_rate_decay,
             "class_weights": list(args.class_weights),
             "threads": args.threads,
             "seed": args.seed,
