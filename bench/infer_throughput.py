@@ -9,8 +9,9 @@ with the same layers (``train_throughput.seed_network_by_hand`` / ``unet_by_hand
 does not change the speed).
 
 Cases run in fresh processes, interleaved over ``--rounds`` rounds (median reported): ``library``,
-``naive``, and for the seed network ``library_malloc_tuning_off``, ``library_channels_last_off`` and
-``naive_channels_last``. A first call on one batch warms each process up and is not timed.
+``naive``, ``library_channels_last`` (``DPP_CHANNELS_LAST=1``), and for the seed network
+``library_malloc_tuning_off`` (``DPP_MALLOC_TUNING=0``) and ``naive_channels_last``. A first call on one
+batch warms each process up and is not timed.
 
 Usage: ``python bench/infer_throughput.py [--rounds 7] [--models seed,unet]``; prints one JSON line.
 """
@@ -51,9 +52,10 @@ CASES: dict[str, tuple[str, list[str], dict[str, str]]] = {
     "seed/library": ("seed", ["library"], {}),
     "seed/naive": ("seed", ["naive"], {}),
     "seed/library_malloc_tuning_off": ("seed", ["library"], {"DPP_MALLOC_TUNING": "0"}),
-    "seed/library_channels_last_off": ("seed", ["library", "--no-channels-last"], {}),
+    "seed/library_channels_last": ("seed", ["library"], {"DPP_CHANNELS_LAST": "1"}),
     "seed/naive_channels_last": ("seed", ["naive", "--channels-last"], {}),
     "unet/library": ("unet", ["library"], {}),
+    "unet/library_channels_last": ("unet", ["library"], {"DPP_CHANNELS_LAST": "1"}),
     "unet/naive": ("unet", ["naive"], {}),
 }
 TARGETS = {"seed": 1.4, "unet": None}
@@ -69,10 +71,7 @@ def rates(images: int, seconds: float, cpu_seconds: float) -> dict:
 
 def library_worker(args: argparse.Namespace) -> dict:
     import deepplantphenomics as dpp
-    from deepplantphenomics import runtime
 
-    if args.no_channels_last:
-        runtime.use_channels_last = lambda device: False  # this benchmark only: what channels-last buys
     files = [str(f) for f in image_files(Path(args.data))][: args.images]
     model = dpp.SemanticSegmentationModel(debug=False, save_checkpoints=False, save_dir=args.work)
     model.set_batch_size(args.batch)
@@ -137,7 +136,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--network", choices=["seed", "unet"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
-    parser.add_argument("--no-channels-last", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

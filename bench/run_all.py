@@ -23,12 +23,12 @@ QUICK_ARGS: dict[str, list[str]] = {
     "train_throughput": [
         *"--rounds 1 --size 32 --steps 2 --unet-steps 2 --warmup 1 --images 8 --source-size 48 64".split(),
         "--cases",
-        "seed/library_channels_last_off,seed/naive_channels_last,unet/library,unet/naive",
+        "seed/library_channels_last,seed/naive_channels_last,unet/library,unet/naive",
     ],
     "infer_throughput": [
         *"--rounds 1 --size 32 --images 4 --unet-images 4 --source-size 48 64".split(),
         "--cases",
-        "seed/library_channels_last_off,seed/naive_channels_last,unet/library,unet/naive",
+        "seed/library_channels_last,seed/naive_channels_last,unet/library,unet/naive",
     ],
     "tiled_inference": "--rounds 1 --images 1 --height 72 --width 96 --tile 32".split(),
     "memory": "--image-counts 8 --megapixels 0.005 --size 32 --infer-images 4 --source-size 48 64".split(),

@@ -761,9 +761,25 @@ def main(argv: list[str] | None = None) -> int:
         f"at step {best['step']}"
     )
 
-    # The (averaged) checkpoint with the best validation score is shipped.
-    weights = state.load_weights(args.work_dir / "best.safetensors")
-    network.load_state_dict(weights)
+    # Shipped: the best averaged checkpoint, or the last trained weights if they do better on validation
+    # (the average mixes in early weights, and its batch norm statistics lag the weights while they move fast).
+    options = {
+        f"average (EMA) at step {best['step']}": state.load_weights(args.work_dir / "best.safetensors")
+    }
+    if checkpoint.exists():
+        last = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        options[f"trained weights at step {last['step']}"] = last["network"]
+    weights_choice = {}
+    for label, weights in options.items():
+        scores = evaluate_network(eval_copy(network, weights), validation, settings_track, [0.5])
+        margin = min(s[0.5]["dice"] - baselines[name] for name, s in scores.items())
+        weights_choice[label] = {"validation_dice": {n: s[0.5]["dice"] for n, s in scores.items()}}
+        weights_choice[label]["smallest_margin_over_best_index"] = round(margin, 4)
+        log(f"{label}: {weights_choice[label]}")
+    label = max(weights_choice, key=lambda k: weights_choice[k]["smallest_margin_over_best_index"])
+    weights_choice["chosen"] = label
+    best = {**best, "step": int(label.rsplit(" ", 1)[1]), "weights": label, "choice": weights_choice}
+    network.load_state_dict(options[label])
     network.eval()
     return finish(
         args, command, model, network, datasets, validation, history, best, training_seconds, parameters
@@ -879,7 +895,10 @@ def finish(
             "seed": args.seed,
             "split_seed": args.split_seed,
             "steps": args.steps,
-            "best_step": best["step"],
+            "shipped_step": best["step"],
+            "shipped_weights": best.get("weights", "average (EMA)"),
+            "weights_choice": best.get("choice", {}),
+            "ema_decay": EMA_DECAY,
             "batch_size": args.batch_size,
             "patch": args.patch,
             "optimizer": f"AdamW lr {args.lr} weight decay {args.weight_decay}, warm-up then cosine decay",

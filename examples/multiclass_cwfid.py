@@ -260,6 +260,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     model.begin_training()
     # Wall time depends on what else runs on the machine; CPU time of this process does much less.
     train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    # begin_training() stops cleanly on Ctrl-C / SIGTERM and keeps the state so far: say so in the results.
+    epochs_completed = len(getattr(model, "history", []))
+    if epochs_completed < args.epochs:
+        print(
+            f"warning: training stopped after {epochs_completed} of {args.epochs} epochs; "
+            "the scores below are of a partly trained network",
+            flush=True,
+        )
 
     start = time.perf_counter()
     files = [out / "heldout" / "images" / f"{stem}.png" for stem in test]
@@ -286,6 +294,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "scale": args.scale,
             "patch_size": args.patch_size,
             "epochs": args.epochs,
+            "epochs_completed": epochs_completed,
             "batch_size": args.batch_size,
             "learning_rate": args.learning_rate,
             "learning_rate_decay": args.learning_rate_decay,

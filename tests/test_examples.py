@@ -78,7 +78,7 @@ def test_multiclass_cwfid_quick(tmp_path, shared_data):
     assert set(saved["per_class"]) == {"soil", "crop", "weed"}
     assert saved["held_out_images"] == ["006", "012"]
     assert not set(saved["held_out_images"]) & set(saved["train_images"])
-    assert saved["scale"] == 0.25 and saved["epochs"] == 1
+    assert saved["scale"] == 0.25 and saved["epochs"] == saved["epochs_completed"] == 1
     for key in ("crop_weed_mean_iou", "plant_dice"):
         assert saved[key] == pytest.approx(results[key], nan_ok=True)
         assert math.isnan(saved[key]) or 0.0 <= saved[key] <= 1.0
