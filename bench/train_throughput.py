@@ -58,6 +58,7 @@ CASES: dict[str, tuple[str, list[str], dict[str, str]]] = {
     "seed/library_bf16": ("seed", ["library", "--bf16"], {}),
     "unet/library": ("unet", ["library"], {}),
     "unet/library_channels_last": ("unet", ["library"], {"DPP_CHANNELS_LAST": "1"}),
+    "unet/library_malloc_tuning_off": ("unet", ["library"], {"DPP_MALLOC_TUNING": "0"}),
     "unet/naive": ("unet", ["naive"], {}),
 }
 TARGETS = {"seed": 1.6, "unet": 1.3}

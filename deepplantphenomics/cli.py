@@ -321,8 +321,13 @@ def _load_trained(state_dir: Path) -> tuple[Any, Any]:
     return model, settings
 
 
-def _model_predictor(model: Any, settings: Any) -> Callable[[list[Path]], Sequence[np.ndarray]]:
-    """A trained model as files -> uint8 masks at each file's own size (0/1 binary, class indices)."""
+def _model_predictor(
+    model: Any, settings: Any, threshold: float | str | None = None
+) -> Callable[[list[Path]], Sequence[np.ndarray]]:
+    """A trained model as files -> uint8 masks at each file's own size (0/1 binary, class indices).
+
+    ``threshold``: how binary probabilities are cut (see ``forward_pass_with_interpreted_outputs``).
+    """
     import torch
 
     from deepplantphenomics.data.dataset import crop_or_pad
@@ -339,7 +344,7 @@ def _model_predictor(model: Any, settings: Any) -> Callable[[list[Path]], Sequen
         return resize_mask(mask, height, width)
 
     def predict(files: list[Path]) -> Sequence[np.ndarray]:
-        masks = model.forward_pass_with_interpreted_outputs(files)
+        masks = model.forward_pass_with_interpreted_outputs(files, threshold=threshold)
         out = []
         for mask, path in zip(masks, files):
             mask = np.asarray(mask, dtype=np.uint8)
@@ -349,6 +354,26 @@ def _model_predictor(model: Any, settings: Any) -> Callable[[list[Path]], Sequen
         return out
 
     return predict
+
+
+def _threshold_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | str | None:
+    """``--threshold``: 'dpp' (or absent) -> None, 'otsu', or a float in (0, 1)."""
+    from deepplantphenomics.settings import check_mask_threshold
+
+    if value is None or value.strip().lower() == "dpp":
+        return None
+    if value.strip().lower() == "otsu":
+        return "otsu"
+    try:
+        number = float(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected 'dpp', 'otsu' or a number in (0, 1), received {value!r}."
+        ) from None
+    try:
+        return check_mask_threshold("threshold", number)
+    except ValueError:
+        raise click.BadParameter(f"expected a number in (0, 1), received {value!r}.") from None
 
 
 # ============================================================================ commands
@@ -537,6 +562,12 @@ def _format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Folder for --report's page."
 )
+@click.option(
+    "--threshold",
+    callback=_threshold_option,
+    help="With --state: how probabilities become masks, as in `dpp predict` ('dpp' default, 'otsu', or a "
+    "number in (0, 1)).",
+)
 def evaluate(
     images_dir: Path,
     masks_dir: Path,
@@ -546,6 +577,7 @@ def evaluate(
     batch_size: int,
     report: bool,
     out_dir: Path | None,
+    threshold: float | str | None,
 ) -> None:
     """Score a method (or a trained model) against true masks: Dice, IoU, precision, recall per image.
 
@@ -561,6 +593,10 @@ def evaluate(
         raise click.UsageError("Give either --method or --state, not both.")
     if report != (out_dir is not None):
         raise click.UsageError("--report writes report.html into --out DIR: give both or neither.")
+    if state_dir is None and ctx.get_parameter_source("threshold") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError(
+            "--threshold applies to a trained model (--state); tool methods cut as documented."
+        )
     pairs, _ = pair_files(images_dir, masks_dir)
     if state_dir is not None:
         model, settings = _load_trained(state_dir)
@@ -569,7 +605,7 @@ def evaluate(
                 f"`dpp evaluate` scores binary masks, but the model in '{state_dir}' has "
                 f"{settings.num_classes} classes."
             )
-        predict = _model_predictor(model, settings)
+        predict = _model_predictor(model, settings, threshold)
         label = f"model '{state_dir}'"
     else:
         method = method.lower()
@@ -640,7 +676,19 @@ def train(config: Path, resume: bool) -> None:
     "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-def predict(state_dir: Path, images: tuple[Path, ...], out_dir: Path, batch_size: int) -> None:
+@click.option(
+    "--threshold",
+    callback=_threshold_option,
+    help="Binary models: 'dpp' (default; DPP's rule, each probability map cut at the middle of its own "
+    "min-max range), 'otsu', or a number in (0, 1) such as 0.5 (best when some images hold no plant).",
+)
+def predict(
+    state_dir: Path,
+    images: tuple[Path, ...],
+    out_dir: Path,
+    batch_size: int,
+    threshold: float | str | None,
+) -> None:
     """Masks from a trained model (STATE_DIR, a save_dir) for IMAGES (files or folders).
 
     Writes, per image and at the image's own size, STEM_mask.png (0/255 for a binary model, class indices
@@ -678,7 +726,9 @@ def predict(state_dir: Path, images: tuple[Path, ...], out_dir: Path, batch_size
 
     try:
         failed = (
-            _process(files, batch_size, _model_predictor(model, settings), handle, "predict") if files else []
+            _process(files, batch_size, _model_predictor(model, settings, threshold), handle, "predict")
+            if files
+            else []
         )
     finally:
         log.close()

@@ -139,11 +139,41 @@ def as_numpy(probabilities: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(probabilities.detach().permute(1, 2, 0).cpu().numpy(), dtype=np.float32)
 
 
-def interpret(probabilities: np.ndarray) -> np.ndarray:
-    """(H, W, K) probabilities -> uint8 (H, W) mask: 0/255 for binary (p > 0.5), class indices otherwise."""
-    if probabilities.shape[-1] == 1:
-        return (probabilities[..., 0] > 0.5).astype(np.uint8) * 255
-    return probabilities.argmax(axis=-1).astype(np.uint8)
+def interpret(probabilities: np.ndarray, threshold: float | str | None = None) -> np.ndarray:
+    """(H, W, K) probabilities -> uint8 (H, W) mask: 0/255 for binary, class indices (arg-max) otherwise.
+
+    Binary maps are cut as ``threshold`` says:
+
+    - None (DPP's rule): the map is stretched to its own [min, max] range and cut at the middle, i.e. a
+      pixel is foreground when ``p >= (min + max) / 2``; a constant map is all background (DPP divided by
+      zero there). The cut adapts to a model that is still under-confident (all p < 0.5 after a short
+      training), but it always finds some foreground, even in an image with none;
+    - 'otsu': Otsu's threshold of the map (also adaptive);
+    - a float t in (0, 1): ``p > t`` (use 0.5 when some images may hold no plant at all).
+
+    Args:
+        probabilities: (H, W, K) float probabilities, K = 1 for binary models.
+        threshold: None, 'otsu' or a float in (0, 1); ignored for multi-class maps.
+
+    Returns:
+        (H, W) uint8 mask.
+    """
+    if probabilities.shape[-1] != 1:
+        return probabilities.argmax(axis=-1).astype(np.uint8)
+    p = probabilities[..., 0]
+    if threshold is None:
+        low, high = float(p.min()), float(p.max())
+        if not high > low:
+            return np.zeros(p.shape, dtype=np.uint8)
+        # The same comparison as DPP's (p - min) / (max - min) >= 0.5, without the division.
+        foreground = (p - low) >= 0.5 * (high - low)
+    elif threshold == "otsu":
+        from deepplantphenomics.postprocess import threshold_otsu
+
+        foreground = p > threshold_otsu(p)
+    else:
+        foreground = p > float(threshold)
+    return foreground.astype(np.uint8) * 255
 
 
 def stack_or_list(arrays: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:

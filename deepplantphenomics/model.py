@@ -47,6 +47,7 @@ from deepplantphenomics.settings import (
     check_dims,
     check_float,
     check_int,
+    check_mask_threshold,
 )
 from deepplantphenomics.training import (
     TrainingRun,
@@ -885,10 +886,27 @@ class SemanticSegmentationModel:
         """
         return stack_or_list(self._predict(images))
 
-    def forward_pass_with_interpreted_outputs(self, x: list[str | os.PathLike]) -> np.ndarray:
-        """Masks for image files ``x`` (DPP's argument name): uint8 (N, H, W), 0/255 for binary, class indices
-        for multi-class."""
-        return stack_or_list([interpret(p) for p in self._predict(x, "x")])
+    def forward_pass_with_interpreted_outputs(
+        self, x: list[str | os.PathLike], threshold: float | str | None = None
+    ) -> np.ndarray:
+        """Masks for image files ``x`` (DPP's argument name).
+
+        Args:
+            x: Image files.
+            threshold: Binary models only. None (default) applies DPP's rule: each probability map is
+                stretched to its own [min, max] range and cut at the middle, so an under-trained model that
+                is not yet confident (every p < 0.5) still gives masks, but an image with no plant at all
+                still gets some foreground. A float t in (0, 1) cuts at ``p > t`` (0.5 suits images that
+                may hold no plant); 'otsu' uses Otsu's threshold of each map.
+
+        Returns:
+            uint8 (N, H, W): 0/255 for binary models, class indices (arg-max) for multi-class ones.
+
+        Raises:
+            TypeError, ValueError: ``threshold`` is not None, 'otsu' or a float in (0, 1).
+        """
+        threshold = check_mask_threshold("threshold", threshold)
+        return stack_or_list([interpret(p, threshold) for p in self._predict(x, "x")])
 
     def _predict(self, images: list[str | os.PathLike], argument: str = "images") -> list[np.ndarray]:
         """Per-file probabilities; under torchrun each rank predicts its share and all ranks get every result."""

@@ -94,6 +94,24 @@ def check_choice(argument: str, value: Any, choices: tuple[str, ...]) -> str:
     return canonical
 
 
+def check_mask_threshold(argument: str, value: Any) -> float | str | None:
+    """How binary probabilities become a mask: None (DPP's rule), 'otsu', or a fixed cut in (0, 1).
+
+    Raises:
+        TypeError: ``value`` is neither None, a str nor a real number.
+        ValueError: an unknown name, or a number outside (0, 1).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() == "otsu":
+            return "otsu"
+        raise ValueError(_fail(argument, "None (DPP's rule), 'otsu' or a float in (0, 1)", value))
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(_fail(argument, "None (DPP's rule), 'otsu' or a float in (0, 1)", value))
+    return check_float(argument, value, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
+
+
 def check_activation(argument: str, value: Any) -> str:
     """Activation names as DPP accepted them; None means linear."""
     if value is None:

@@ -199,9 +199,21 @@ def network_probabilities(
     return list(torch.sigmoid(logits[:, 0]).contiguous())
 
 
+# Otsu's cut of a probability map is kept inside this band. On a map with two populations (plants and
+# background) it falls inside anyway (0.30-0.40 on CWFID); on a map with one population (bare soil, a grey
+# card) Otsu splits that population in two, and the band stops it from calling half the image plant.
+OTSU_BAND = (0.25, 0.75)
+
+
+def cut_probabilities(probabilities: np.ndarray, rule: float | str) -> float:
+    """The cut for a plant-probability map: ``rule`` itself, or Otsu's threshold clamped to ``OTSU_BAND``."""
+    if rule == "otsu":
+        return min(max(threshold_otsu(probabilities), OTSU_BAND[0]), OTSU_BAND[1])
+    return float(rule)
+
+
 def _threshold(probabilities: np.ndarray, rule: float | str) -> np.ndarray:
-    cut = threshold_otsu(probabilities) if rule == "otsu" else float(rule)
-    return (probabilities > cut).astype(np.float32)
+    return (probabilities > cut_probabilities(probabilities, rule)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------- validation

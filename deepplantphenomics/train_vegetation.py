@@ -467,10 +467,10 @@ def predict_probabilities(network, image: np.ndarray, settings: dict[str, Any]) 
 
 
 def threshold(probabilities: np.ndarray, rule: float | str) -> np.ndarray:
-    from deepplantphenomics.postprocess import threshold_otsu
+    """The tool's own cut (Otsu clamped to ``tools.OTSU_BAND``), so validation scores what users get."""
+    from deepplantphenomics.tools import cut_probabilities
 
-    cut = threshold_otsu(probabilities) if rule == "otsu" else float(rule)
-    return probabilities > cut
+    return probabilities > cut_probabilities(probabilities, rule)
 
 
 def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:

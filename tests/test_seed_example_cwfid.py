@@ -2,6 +2,11 @@
 
 The example's own settings (100 epochs, learning rate 1e-4, 'normal' initialisation) leave little room: a
 hand-written PyTorch twin reaches about 0.77 mean Dice on unseen CWFID images. The library must reach >= 0.75.
+
+After those 300 small steps the model is still under-confident (max probability 0.39-0.41 on unseen images),
+so a fixed 0.5 cut finds nothing; DPP's own rule for interpreted outputs (each probability map cut at the
+middle of its min-max range), which ``forward_pass_with_interpreted_outputs`` keeps, gives 0.765, 0.772 and
+0.777 mean Dice on three seeds (measured 2026-11-24).
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ def _run_example(tmp_path: Path, script_text: bytes) -> float:
 
     model = dpp.load_model(state_dir)
     files = [CWFID / "images" / name for name in unseen]
-    masks = model.forward_pass_with_interpreted_outputs(files)
+    masks = model.forward_pass_with_interpreted_outputs(files)  # DPP's rule: what DPP users got
     dices = []
     for name, mask in zip(unseen, masks):
         truth = read_binary_mask(CWFID / "masks" / name)[0]
@@ -72,14 +77,6 @@ def _run_example(tmp_path: Path, script_text: bytes) -> float:
     return mean_dice
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "Issue 2 acceptance not met yet: with the example's 'normal' initialisation and learning rate 1e-4 the "
-        "model stays under-confident after 100 epochs (max probability 0.33-0.40 on unseen images, so 0.0 Dice at "
-        "the 0.5 threshold; 0.61-0.69 with Otsu's threshold), measured on 3 seeds."
-    ),
-)
 def test_seed_example_runs_unchanged_on_cwfid_and_generalises(tmp_path):
     mean_dice = _run_example(tmp_path, (SHARED / "spec" / "seed_example.py").read_bytes())
     assert mean_dice >= 0.75

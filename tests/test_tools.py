@@ -257,6 +257,43 @@ def test_model_card_matches_weights():
     assert parameters == card["architecture"]["parameters"]
 
 
+@pytest.mark.parametrize(
+    ("probabilities", "rule", "cut"),
+    [
+        ([0.01, 0.02, 0.03, 0.04], "otsu", 0.25),  # one population (no plant): Otsu's 0.02 -> band floor
+        ([0.97, 0.98, 0.99, 0.995], "otsu", 0.75),  # one population (all plant): -> band ceiling
+        (  # two populations: Otsu's own cut (about 0.5), inside the band
+            np.concatenate(
+                [
+                    np.random.default_rng(0).normal(m, 0.05, n).clip(0, 1)
+                    for m, n in ((0.15, 300), (0.85, 200))
+                ]
+            ),
+            "otsu",
+            None,
+        ),
+        ([0.05, 0.9], 0.5, 0.5),
+    ],
+)
+def test_cut_keeps_otsu_inside_its_band(probabilities, rule, cut):
+    from deepplantphenomics.postprocess import threshold_otsu
+
+    p = np.asarray(probabilities, dtype=np.float32)
+    expected = threshold_otsu(p) if cut is None else cut
+    assert tools.cut_probabilities(p, rule) == pytest.approx(expected)
+    assert tools.OTSU_BAND[0] <= tools.cut_probabilities(p, "otsu") <= tools.OTSU_BAND[1]
+
+
+@pytest.mark.parametrize("colour", [(0, 0, 0), (128, 128, 128), (235, 235, 235), (120, 90, 60)])
+def test_plain_images_without_plants_get_no_plant(colour):
+    """A flat image (black, grey, white, soil brown) must not come out half plant, whatever the threshold rule."""
+    image = np.empty((96, 128, 3), dtype=np.uint8)
+    image[:] = colour
+    image = np.clip(image + np.random.default_rng(0).integers(-6, 7, image.shape), 0, 255).astype(np.uint8)
+    mask = tools.segment_image(image)
+    assert mask.mean() < 0.02, (colour, float(mask.mean()))
+
+
 def test_shipped_state_is_an_ordinary_library_state(tmp_path):
     """dpp.load_model reads the shipped folder like any saved state and predicts full-size tiled output."""
     image, truth = generate_plant_image(64, 64, rng=5)
