@@ -102,3 +102,39 @@ def test_flops() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_peers_keras_names_the_missing_tensorflow_python(tmp_path) -> None:
+    """`make bench-peers` needs a Python with TensorFlow (its own venv); without one the script says how to get it."""
+    missing = tmp_path / "no-venv" / "bin" / "python"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "peers_keras.py"), "--keras-python", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert str(missing) in proc.stderr and "make bench-peers" in proc.stderr
+
+
+@pytest.mark.skipif(
+    not (BENCH.parent / ".venv-peers" / "bin" / "python").is_file(),
+    reason="no .venv-peers (make bench-peers)",
+)
+def test_peers_keras_quick() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "peers_keras.py"),
+            "--keras-python",
+            str(BENCH.parent / ".venv-peers/bin/python"),
+            *"--rounds 1 --size 32 --steps 2 --warmup 1 --images 8 --source-size 48 64".split(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert positive(out["seed"]["library"]) and positive(out["seed"]["keras"])

@@ -19,6 +19,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import deepplantphenomics as dpp
+from deepplantphenomics.inference import interpret
 from deepplantphenomics.network import SegmentationNetwork
 from deepplantphenomics.settings import Settings
 from deepplantphenomics.synthetic import write_synthetic_dataset
@@ -114,7 +115,11 @@ def test_load_model_gives_the_same_outputs(trained):
     loaded = dpp.load_model(state)
     np.testing.assert_allclose(loaded.forward_pass_with_file_inputs(files), expected, atol=1e-5)
     np.testing.assert_array_equal(
-        loaded.forward_pass_with_interpreted_outputs(files), ((expected[..., 0] > 0.5) * 255).astype(np.uint8)
+        loaded.forward_pass_with_interpreted_outputs(files, threshold=0.5),
+        ((expected[..., 0] > 0.5) * 255).astype(np.uint8),
+    )
+    np.testing.assert_array_equal(
+        loaded.forward_pass_with_interpreted_outputs(files), np.stack([interpret(p) for p in expected])
     )
 
 
@@ -230,7 +235,12 @@ def test_interpreted_outputs_are_uint8_0_or_255(untrained, tiny_dataset):
     assert masks.dtype == np.uint8 and masks.shape == (3, 64, 64)
     assert set(np.unique(masks).tolist()) <= {0, 255}
     probs = untrained.forward_pass_with_file_inputs(files)
-    np.testing.assert_array_equal(masks, np.where(probs[..., 0] > 0.5, 255, 0))
+    # DPP's rule by default: each map cut at the middle of its own min-max range.
+    low = probs[..., 0].min(axis=(1, 2), keepdims=True)
+    high = probs[..., 0].max(axis=(1, 2), keepdims=True)
+    np.testing.assert_array_equal(masks, np.where(probs[..., 0] - low >= 0.5 * (high - low), 255, 0))
+    fixed = untrained.forward_pass_with_interpreted_outputs(files, threshold=0.5)
+    np.testing.assert_array_equal(fixed, np.where(probs[..., 0] > 0.5, 255, 0))
 
 
 def test_multi_class_outputs(tmp_path, tiny_dataset):
