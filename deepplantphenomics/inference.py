@@ -14,7 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepplantphenomics.data.dataset import fit_to_network, image_statistics, normalize, to_tensor_image
+from deepplantphenomics.data.dataset import (
+    fit_to_network,
+    normalize,
+    pixel_statistics,
+    to_tensor_image,
+)
 from deepplantphenomics.data.io import match_depth, read_image
 from deepplantphenomics.data.patches import predict_tiled
 from deepplantphenomics.runtime import prepare_input, prepare_module, tune_allocator
@@ -88,12 +93,25 @@ def predict_files(
             return network_probabilities(network, prepare_input(tiles, device))
 
         for path in files:
-            # Standardise the whole image, then tile it: every tile sees the same scale, as in training.
-            image = standardize_in_place(load_image_tensor(path, depth), settings.input_normalization)
+            # The decoded 8-bit (or 16-bit) image is tiled as it is and each batch of tiles converted to
+            # floats and standardised with the whole image's statistics (every tile sees the same scale, as in
+            # training): a full-size float copy would take 4 times the decoded image's memory.
+            raw = match_depth(read_image(path), depth, path)
+            scale = 65535.0 if raw.dtype == np.uint16 else 255.0
+            pixels = torch.from_numpy(raw).permute(2, 0, 1)
+            standardize = settings.input_normalization != "none"
+            stats = pixel_statistics(pixels, scale) if standardize else None
+
+            def prepare(
+                tiles: torch.Tensor, stats: torch.Tensor | None = stats, scale: float = scale
+            ) -> torch.Tensor:
+                tiles = tiles.float().div_(scale)
+                return tiles if stats is None else tiles.sub_(stats[0]).div_(stats[1])
+
             probs = predict_tiled(
-                predict, image, settings.patch_height, settings.patch_width, batch_size=step
+                predict, pixels, settings.patch_height, settings.patch_width, batch_size=step, prepare=prepare
             )
-            del image  # a full-resolution float copy: free it before the next one is read
+            del raw, pixels
             outputs.append(as_numpy(probs))
         return outputs
     for group in _batches(files, step):
@@ -113,25 +131,6 @@ def predict_files(
         probs = network_probabilities(network, batch)
         outputs.extend(as_numpy(p) for p in probs)
     return outputs
-
-
-def standardize_in_place(image: torch.Tensor, mode: str) -> torch.Tensor:
-    """``normalize(image[None], mode)[0]`` computed in ``image``'s own memory (same values).
-
-    A full-resolution image is the largest buffer of tiled inference; ``normalize`` would hold two more
-    float copies of it at once.
-
-    Args:
-        image: (C, H, W) float tensor that the caller owns (it is overwritten).
-        mode: as for :func:`~deepplantphenomics.data.dataset.normalize`.
-
-    Returns:
-        ``image``, standardised.
-    """
-    if mode == "none":
-        return image
-    stats = image_statistics(image[None])[0]
-    return image.sub_(stats[0]).div_(stats[1])
 
 
 def as_numpy(probabilities: torch.Tensor) -> np.ndarray:

@@ -461,3 +461,85 @@ def test_predict_tiled_validation(kwargs: dict, error: type[Exception], match: s
     arguments.update(kwargs)
     with pytest.raises(error, match=match):
         predict_tiled(**arguments)
+
+
+def _reference_blend(predict, image, tile_h, tile_w, batch_size):
+    """predict_tiled as first written: full-size float64 accumulators, divided once at the end."""
+    from deepplantphenomics.data.patches import _pad_to, blend_window, tile_starts
+
+    _, height, width = image.shape
+    padded = _pad_to(image, tile_h, tile_w)
+    ph, pw = padded.shape[1:]
+    positions = [
+        (y, x) for y in tile_starts(ph, tile_h, tile_h // 4) for x in tile_starts(pw, tile_w, tile_w // 4)
+    ]
+    window = blend_window(tile_h, tile_w).double()
+    total, weights = None, torch.zeros((ph, pw), dtype=torch.float64)
+    for first in range(0, len(positions), batch_size):
+        chunk = positions[first : first + batch_size]
+        out = predict(torch.stack([padded[:, y : y + tile_h, x : x + tile_w] for y, x in chunk])).double()
+        if total is None:
+            total = torch.zeros((out.shape[1], ph, pw), dtype=torch.float64)
+        for o, (y, x) in zip(out, chunk):
+            total[:, y : y + tile_h, x : x + tile_w] += o * window
+            weights[y : y + tile_h, x : x + tile_w] += window
+    return (total / weights)[:, :height, :width].float()
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "batch_size"), [(150, 97, 3), (64, 200, 4), (40, 40, 1), (33, 129, 5)]
+)
+def test_banded_accumulation_equals_full_size_accumulators(height, width, batch_size):
+    """Rows are finished band by band (memory of one band); the result is the full-size blend bit for bit."""
+    from deepplantphenomics.data.patches import predict_tiled
+
+    generator = torch.Generator().manual_seed(height * width)
+    image = torch.rand((3, height, width), generator=generator)
+    weight = torch.rand((2, 3, 1, 1), generator=generator)
+
+    def predict(tiles):  # position-dependent, two channels: any error in the band bookkeeping shows
+        return torch.sigmoid((tiles[:, None] * weight[None]).sum(2) + tiles[:, :1].cumsum(-1))
+
+    got = predict_tiled(predict, image, 32, 48, batch_size=batch_size)
+    want = _reference_blend(predict, image, 32, 48, batch_size)
+    assert got.shape == (2, height, width) and got.dtype == torch.float32
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize(("dtype", "scale"), [(np.uint8, 255.0), (np.uint16, 65535.0)])
+@pytest.mark.parametrize(("height", "width", "rows"), [(37, 50, 8), (300, 41, 256), (5, 5, 1)])
+def test_pixel_statistics_in_row_blocks_equal_the_whole_image_statistics(dtype, scale, height, width, rows):
+    from deepplantphenomics.data.dataset import image_statistics, pixel_statistics, to_tensor_image
+
+    raw = np.random.default_rng(height).integers(0, int(scale) + 1, (height, width, 3)).astype(dtype)
+    whole = image_statistics(to_tensor_image(raw)[None])[0]
+    pieces = pixel_statistics(torch.from_numpy(raw).permute(2, 0, 1), scale, rows=rows)
+    assert pieces.dtype == torch.float32
+    assert torch.equal(pieces, whole)
+
+
+def test_tiles_standardised_from_the_8_bit_image_equal_tiles_of_the_standardised_float_image():
+    """Tiled inference converts tiles batch by batch: same result as standardising the whole float image first."""
+    from deepplantphenomics.data.dataset import image_statistics, to_tensor_image
+    from deepplantphenomics.data.patches import predict_tiled
+
+    raw = np.random.default_rng(0).integers(0, 256, (130, 170, 3), dtype=np.uint8)
+    full = to_tensor_image(raw)
+    stats = image_statistics(full[None])[0]
+    full = (full - stats[0]) / stats[1]
+
+    def predict(tiles):
+        return torch.sigmoid(tiles.mean(1, keepdim=True) * 3)
+
+    def prepare(tiles):
+        return tiles.float().div_(255.0).sub_(stats[0]).div_(stats[1])
+
+    want = predict_tiled(predict, full, 64, 64, batch_size=3)
+    got = predict_tiled(
+        predict, torch.from_numpy(raw).permute(2, 0, 1), 64, 64, batch_size=3, prepare=prepare
+    )
+    assert torch.equal(got, want)
+    with pytest.raises(TypeError, match="argument `image`: expected a floating-point torch.Tensor"):
+        predict_tiled(predict, torch.from_numpy(raw).permute(2, 0, 1), 64, 64)
+    with pytest.raises(TypeError, match="argument `prepare`"):
+        predict_tiled(predict, full, 64, 64, prepare=3)

@@ -183,10 +183,36 @@ def image_statistics(images: torch.Tensor) -> torch.Tensor:
 
     TF's per_image_standardization divides by max(std, 1/sqrt(pixels*channels)) so flat images stay finite.
     """
-    flat = images.reshape(images.shape[0], -1)
+    # Sums in float64, so that the statistics of a large image computed in pieces (tiled inference,
+    # ``pixel_statistics``) are the same float32 values as those computed here in one go.
+    flat = images.reshape(images.shape[0], -1).double()
     mean = flat.mean(dim=1)
     std = flat.std(dim=1, unbiased=False).clamp_min(1.0 / math.sqrt(flat.shape[1]))
-    return torch.stack([mean, std], dim=1)
+    return torch.stack([mean, std], dim=1).to(images.dtype)
+
+
+def pixel_statistics(pixels: torch.Tensor, scale: float, rows: int = 256) -> torch.Tensor:
+    """``image_statistics`` of ``pixels.float() / scale`` for one integer (C, H, W) image, in row blocks.
+
+    The float image is never made whole (12 bytes per pixel for RGB): blocks of ``rows`` rows are converted,
+    exactly as :func:`to_tensor_image` converts them, and summed in float64 (two passes: mean, then squared
+    deviations).
+
+    Returns:
+        float32 tensor (2,): mean and TensorFlow-adjusted standard deviation.
+    """
+    height = pixels.shape[1]
+    count = pixels.numel()
+    total = 0.0
+    for top in range(0, height, rows):
+        total += float(pixels[:, top : top + rows].float().div_(scale).double().sum())
+    mean = total / count
+    squares = 0.0
+    for top in range(0, height, rows):
+        block = pixels[:, top : top + rows].float().div_(scale).double()
+        squares += float(block.sub_(mean).square_().sum())
+    std = max(math.sqrt(squares / count), 1.0 / math.sqrt(count))
+    return torch.tensor([mean, std], dtype=torch.float64).float()
 
 
 def normalize(images: torch.Tensor, mode: str, statistics: torch.Tensor | None = None) -> torch.Tensor:

@@ -210,6 +210,7 @@ def predict_tiled(
     tile_width: int,
     overlap: int | None = None,
     batch_size: int = 4,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Run ``predict`` on overlapping tiles of ``image`` and blend the outputs into a full-size result.
 
@@ -217,7 +218,8 @@ def predict_tiled(
     :func:`blend_window` and accumulated; the sum is divided by the accumulated weights, so each output pixel
     is a weighted average of the tiles covering it (weights sum to 1). An image smaller than a tile in a
     direction is padded at the bottom/right (reflect when the image is big enough, zeros otherwise) and the
-    result cropped back. Memory: accumulators of (K, H, W) and (H, W) plus one batch of tiles.
+    result cropped back. Memory: the (K, H, W) result, accumulators for one band of tile rows
+    ((K + 1) x tile_height x W values), and one batch of tiles.
 
     Args:
         predict: Maps a batch (B, C, tile_height, tile_width) to (B, K, tile_height, tile_width), e.g. class
@@ -228,6 +230,9 @@ def predict_tiled(
         overlap: Minimum overlap between neighbouring tiles in pixels, smaller than both tile sizes. Default:
             a quarter of the tile in each direction.
         batch_size: Number of tiles per call to ``predict``.
+        prepare: Optional map applied to each batch of tiles before ``predict`` (e.g. integer pixels to
+            standardised floats). With it, ``image`` may be an integer tensor such as the decoded 8-bit photo,
+            and no full-size float copy of a large image is ever made.
 
     Returns:
         Tensor (K, H, W) on ``image``'s device, with the dtype of ``predict``'s output.
@@ -239,11 +244,13 @@ def predict_tiled(
     """
     if not callable(predict):
         raise TypeError(f"Invalid value for argument `predict`: expected a callable, received {predict!r}.")
-    if not isinstance(image, torch.Tensor) or not image.is_floating_point():
+    if prepare is not None and not callable(prepare):
+        raise TypeError(f"Invalid value for argument `prepare`: expected a callable, received {prepare!r}.")
+    if not isinstance(image, torch.Tensor) or (prepare is None and not image.is_floating_point()):
         received = image.dtype if isinstance(image, torch.Tensor) else type(image)
         raise TypeError(
-            f"Invalid value for argument `image`: expected a floating-point torch.Tensor, received "
-            f"{received}."
+            f"Invalid value for argument `image`: expected a floating-point torch.Tensor (or any tensor with "
+            f"`prepare`), received {received}."
         )
     if image.ndim != 3:
         raise ValueError(
@@ -259,6 +266,9 @@ def predict_tiled(
         overlap_h = overlap_w = _check_overlap(overlap, min(tile_height, tile_width), "min(tile sizes)")
 
     _, height, width = image.shape
+    if prepare is not None and (height < tile_height or width < tile_width):
+        # Padding needs floats; an image smaller than one tile is small, so convert it whole.
+        image, prepare = prepare(image[None])[0], None
     padded = _pad_to(image, tile_height, tile_width)
     padded_height, padded_width = padded.shape[1:]
     positions = [
@@ -270,13 +280,34 @@ def predict_tiled(
     device = image.device
     acc_dtype = _accumulator_dtype(device)
     window = blend_window(tile_height, tile_width, device=device).to(acc_dtype)
-    weights = torch.zeros((padded_height, padded_width), dtype=acc_dtype, device=device)
-    total: torch.Tensor | None = None
-    out_dtype: torch.dtype | None = None
+    # Accumulators cover one band of tile_height rows, not the whole image: tiles come row by row, so once the
+    # next row of tiles starts at y', every row above y' has all its contributions and is finished (divided
+    # and written to the output). Memory stays one band plus the result, whatever the image height; the sums
+    # per pixel are the same, in the same order, as with full-size accumulators.
+    band_total: torch.Tensor | None = None
+    band_weights = torch.zeros((tile_height, padded_width), dtype=acc_dtype, device=device)
+    result: torch.Tensor | None = None
+    band_top = positions[0][0]
+
+    def finish_rows(stop: int) -> None:
+        """Write rows [band_top, stop) of the band to the result and move the rest of the band up."""
+        assert band_total is not None and result is not None
+        rows = stop - band_top
+        last = min(stop, height) - band_top  # padded rows below the image are dropped
+        if last > 0:
+            result[:, band_top : band_top + last] = (
+                band_total[:, :last, :width] / band_weights[:last, :width]
+            ).to(result.dtype)
+        band_total[:, : tile_height - rows] = band_total[:, rows:].clone()
+        band_total[:, tile_height - rows :] = 0
+        band_weights[: tile_height - rows] = band_weights[rows:].clone()
+        band_weights[tile_height - rows :] = 0
 
     for first in range(0, len(positions), batch_size):
         batch_positions = positions[first : first + batch_size]
         tiles = torch.stack([padded[:, y : y + tile_height, x : x + tile_width] for y, x in batch_positions])
+        if prepare is not None:
+            tiles = prepare(tiles)
         output = predict(tiles)
         if (
             not isinstance(output, torch.Tensor)
@@ -290,21 +321,24 @@ def predict_tiled(
                 f"{tuple(tiles.shape)} to a tensor of shape ({len(batch_positions)}, K, {tile_height}, "
                 f"{tile_width}), received {shape}."
             )
-        if total is None:
-            out_dtype = output.dtype
-            total = torch.zeros(
-                (output.shape[1], padded_height, padded_width), dtype=acc_dtype, device=device
+        if band_total is None:
+            band_total = torch.zeros(
+                (output.shape[1], tile_height, padded_width), dtype=acc_dtype, device=device
             )
-        elif output.shape[1] != total.shape[0]:
+            result = torch.empty((output.shape[1], height, width), dtype=output.dtype, device=device)
+        elif output.shape[1] != band_total.shape[0]:
             raise ValueError(
                 f"Invalid value for argument `predict`: expected the same number of output channels for "
-                f"every batch ({total.shape[0]}), received {output.shape[1]}."
+                f"every batch ({band_total.shape[0]}), received {output.shape[1]}."
             )
         output = output.to(device=device, dtype=acc_dtype)
         for tile_output, (y, x) in zip(output, batch_positions):
-            total[:, y : y + tile_height, x : x + tile_width] += tile_output * window
-            weights[y : y + tile_height, x : x + tile_width] += window
+            if y != band_top:
+                finish_rows(y)
+                band_top = y
+            band_total[:, :, x : x + tile_width] += tile_output * window
+            band_weights[:, x : x + tile_width] += window
 
-    assert total is not None and out_dtype is not None  # positions is never empty
-    total /= weights
-    return total[:, :height, :width].to(out_dtype)
+    assert band_total is not None and result is not None  # positions is never empty
+    finish_rows(band_top + tile_height)
+    return result
