@@ -20,7 +20,7 @@ from deepplantphenomics.data.dataset import (
     pixel_statistics,
     to_tensor_image,
 )
-from deepplantphenomics.data.io import match_depth, read_image
+from deepplantphenomics.data.io import match_depth, pixel_scale, read_image
 from deepplantphenomics.data.patches import predict_tiled
 from deepplantphenomics.runtime import prepare_input, prepare_module, tune_allocator
 from deepplantphenomics.settings import Settings
@@ -97,7 +97,7 @@ def predict_files(
             # floats and standardised with the whole image's statistics (every tile sees the same scale, as in
             # training): a full-size float copy would take 4 times the decoded image's memory.
             raw = match_depth(read_image(path), depth, path)
-            scale = 65535.0 if raw.dtype == np.uint16 else 255.0
+            scale = pixel_scale(raw.dtype)
             pixels = torch.from_numpy(raw).permute(2, 0, 1)
             standardize = settings.input_normalization != "none"
             stats = pixel_statistics(pixels, scale) if standardize else None

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepplantphenomics.data.io import read_image
+from deepplantphenomics.data.io import pixel_scale, read_image
 from deepplantphenomics.indices import INDEX_METHODS, index_mask
 from deepplantphenomics.inference import check_files
 from deepplantphenomics.postprocess import threshold_otsu
@@ -246,7 +246,7 @@ def _as_rgb(image: Any, argument: str = "image") -> np.ndarray:
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    scale = pixel_scale(image.dtype)
     array = np.ascontiguousarray(image, dtype=np.float32) / np.float32(scale)
     return torch.from_numpy(array).permute(2, 0, 1)
 

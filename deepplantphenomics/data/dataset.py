@@ -23,6 +23,7 @@ from deepplantphenomics.data.io import (
     ImageReadError,
     is_image_file,
     match_depth,
+    pixel_scale,
     read_binary_mask,
     read_class_mask,
     read_image,
@@ -123,7 +124,7 @@ def pair_files(
 
 def to_tensor_image(image: np.ndarray) -> torch.Tensor:
     """(H, W, C) uint8/uint16 numpy -> (C, H, W) float32 torch tensor in [0, 1]."""
-    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    scale = pixel_scale(image.dtype)
     array = image.astype(np.float32) if image.dtype == np.uint16 else image
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(scale)
 

@@ -110,9 +110,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     raise ImageReadError(f"Cannot read image file '{path}': unsupported pixel type {array.dtype}.")
 
 
+def pixel_scale(dtype: np.dtype) -> float:
+    """The value of full intensity for images of ``dtype`` as ``read_image`` returns them (uint8 or uint16)."""
+    return 65535.0 if dtype == np.uint16 else 255.0
+
+
 def to_float(image: np.ndarray) -> np.ndarray:
     """uint8 / uint16 (H, W, C) -> float32 in [0, 1]."""
-    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    scale = pixel_scale(image.dtype)
     return image.astype(np.float32) / scale
 
 
