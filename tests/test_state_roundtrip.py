@@ -97,9 +97,9 @@ def test_safetensors_file_loads_with_safetensors(trained):
     image = np.asarray(Image.open(files[0]), dtype=np.float32) / 255.0
     with torch.no_grad():
         # The documented preprocessing (architecture.json): DPP's per-image standardisation.
-            x = torch.from_numpy(image).permute(2, 0, 1)[None]
-            x = (x - x.mean()) / x.std(unbiased=False).clamp_min(1 / np.sqrt(x.numel()))
-            probs = torch.sigmoid(rebuilt(x))
+        x = torch.from_numpy(image).permute(2, 0, 1)[None]
+        x = (x - x.mean()) / x.std(unbiased=False).clamp_min(1 / np.sqrt(x.numel()))
+        probs = torch.sigmoid(rebuilt(x))
     np.testing.assert_allclose(probs[0].permute(1, 2, 0).numpy(), expected[0], atol=1e-5)
 
 
