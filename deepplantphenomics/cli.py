@@ -45,7 +45,8 @@ CLASS_COLOURS = (
     (255, 255, 255),
 )
 # What a command may raise on bad input: reported as one line, not a traceback.
-USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError)
+# ImportError: a missing optional extra (e.g. tensorboard) is a message naming what to install.
+USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError, ImportError)
 
 
 # ============================================================================ errors
@@ -74,9 +75,14 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except USER_ERRORS as exc:
-            if os.environ.get("DPP_DEBUG"):
+            if _debug():
                 raise  # the full traceback, for bug reports
             raise click.ClickException(one_line(exc)) from None
+
+
+def _debug() -> bool:
+    """DPP_DEBUG is on unless unset, empty, or 0/false/no/off (any case)."""
+    return os.environ.get("DPP_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def _warn(message: str) -> None:

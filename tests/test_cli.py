@@ -104,10 +104,19 @@ def test_library_error_is_one_line_without_traceback(tmp_path):
     assert error_lines(result) == [f"Error: Saved state folder does not exist: '{tmp_path / 'no_state'}'."]
 
 
-def test_dpp_debug_shows_the_traceback(tmp_path, monkeypatch):
-    monkeypatch.setenv("DPP_DEBUG", "1")
+@pytest.mark.parametrize("value", ["1", "true", "yes"])
+def test_dpp_debug_shows_the_traceback(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("DPP_DEBUG", value)
     with pytest.raises(FileNotFoundError, match="Config file not found"):
         run("train", tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize("value", ["", "0", "false", "No", "off"])
+def test_dpp_debug_off_values_keep_the_one_line_error(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("DPP_DEBUG", value)
+    result = run("train", tmp_path / "absent.toml")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert error_lines(result) and "Config file not found" in error_lines(result)[0]
 
 
 # ============================================================================ inputs and names
@@ -593,6 +602,18 @@ def test_train_config_errors_are_one_line_and_name_the_key(train_folder, edit, m
     assert len(lines) == 1, result.stderr
     assert re.search(message, lines[0]), lines[0]
     assert not (train_folder / "runs" / "cli" / "model.safetensors").exists()
+
+
+def test_train_without_the_tensorboard_extra_is_one_line(train_folder, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    config = write_config(train_folder)
+    config.write_text(
+        config.read_text().replace("[model]\n", '[model]\ntensorboard_dir = "tb"\n'), encoding="utf-8"
+    )
+    result = run("train", config)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = error_lines(result)
+    assert len(lines) == 1 and "pip install 'deepplantphenomics[tensorboard]'" in lines[0], result.output
 
 
 def test_train_missing_config(tmp_path):
