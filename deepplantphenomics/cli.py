@@ -363,23 +363,21 @@ def _model_predictor(
 
 
 def _threshold_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | str | None:
-    """``--threshold``: 'dpp' (or absent) -> None, 'otsu', or a float in (0, 1)."""
+    """``--threshold``: 'dpp' (or absent) -> None, 'otsu', or a float in (0, 1) (``check_mask_threshold``)."""
     from deepplantphenomics.settings import check_mask_threshold
 
     if value is None or value.strip().lower() == "dpp":
         return None
-    if value.strip().lower() == "otsu":
-        return "otsu"
     try:
-        number = float(value)
+        number: float | str = float(value)
     except ValueError:
+        number = value  # a name: 'otsu', or refused below
+    try:
+        return check_mask_threshold("threshold", number)
+    except (TypeError, ValueError):
         raise click.BadParameter(
             f"expected 'dpp', 'otsu' or a number in (0, 1), received {value!r}."
         ) from None
-    try:
-        return check_mask_threshold("threshold", number)
-    except ValueError:
-        raise click.BadParameter(f"expected a number in (0, 1), received {value!r}.") from None
 
 
 # ============================================================================ commands
