@@ -83,9 +83,15 @@ def image_files(images_dir: Path) -> list[Path]:
 
 # ------------------------------------------------------------------------------------------- processes
 def run_worker(
-    script: Path, args: Sequence[str], env: dict[str, str] | None = None, timeout: float = 3600
+    script: Path,
+    args: Sequence[str],
+    env: dict[str, str] | None = None,
+    timeout: float = 3600,
+    python: str | None = None,
 ) -> dict[str, Any]:
     """Run ``script --worker ...`` in a fresh interpreter and return the dict it reported.
+
+    ``python``: the interpreter to use (default: this one), e.g. another venv's for a peer library.
 
     Raises:
         RuntimeError: the worker failed or reported nothing (its stderr tail is in the message).
@@ -94,7 +100,7 @@ def run_worker(
     full_env.update(env or {})
     full_env.setdefault("PYTHONHASHSEED", "0")
     proc = subprocess.run(
-        [sys.executable, str(script), *args],
+        [python or sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         env=full_env,

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULT_TAG, emit, median, report_worker, run_worker, spread  # noqa: E402
+from _common import emit, median, report_worker, run_worker, spread  # noqa: E402
 
 SCRIPT = Path(__file__).resolve()
 SOURCE_SIZE = (384, 512)
@@ -114,24 +114,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_keras(python: str, args: list[str]) -> dict:
-    """``run_worker`` with another interpreter: the Keras environment's Python."""
-    import json
-    import subprocess
-
-    env = {**os.environ, "PYTHONHASHSEED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([python, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=3600)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_TAG):
-            result = json.loads(line[len(RESULT_TAG) :])
-            print(f"[peers_keras] keras -> {json.dumps(result)}", file=sys.stderr, flush=True)
-            return result
-    raise RuntimeError(
-        f"Keras worker failed (exit {proc.returncode}) with '{python}':\n"
-        + "\n".join(proc.stderr.splitlines()[-25:])
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     if args.worker:
@@ -157,7 +139,11 @@ def main(argv: list[str] | None = None) -> None:
             results["library"].append(
                 run_worker(train_script, ["--worker", "library", "--network", "seed", *work, *common])
             )
-            results["keras"].append(run_keras(str(python), ["--worker", "keras", *common]))
+            results["keras"].append(
+                run_worker(
+                    SCRIPT, ["--worker", "keras", *common], {"TF_CPP_MIN_LOG_LEVEL": "2"}, python=str(python)
+                )
+            )
     rates = {name: [r["images_per_s"] for r in rows] for name, rows in results.items()}
     out = {
         "benchmark": "peers_keras",
