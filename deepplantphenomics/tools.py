@@ -130,9 +130,10 @@ def inference_settings(card: dict[str, Any]) -> dict[str, Any]:
 def working_size(height: int, width: int, settings: dict[str, Any]) -> tuple[int, int]:
     """Size (h, w) at which the network sees an image of (height, width).
 
-    ``settings['scale']`` resizes by a fixed factor; otherwise ``settings['max_pixels']`` shrinks images with
-    more pixels than that (keeping the aspect ratio) and leaves smaller ones at full size. Either way an image
-    is never enlarged, nor made smaller than one network tile of 16 pixels.
+    ``settings['scale']`` resizes by a fixed factor; otherwise ``settings['max_pixels']`` (one number) shrinks
+    images with more pixels than that (keeping the aspect ratio) and leaves smaller ones at full size. Either
+    way an image is never enlarged, nor made smaller than one network tile of 16 pixels. For an ensemble
+    (``max_pixels`` a list) see :func:`working_sizes`.
     """
     scale = settings.get("scale")
     if scale is None:
@@ -141,6 +142,24 @@ def working_size(height: int, width: int, settings: dict[str, Any]) -> tuple[int
     scale = min(float(scale), 1.0)
     floor = int(settings.get("multiple", 16))
     return max(floor, min(height, round(height * scale))), max(floor, min(width, round(width * scale)))
+
+
+def working_sizes(height: int, width: int, settings: dict[str, Any]) -> list[tuple[int, int]]:
+    """The distinct sizes (h, w) at which the network sees an image of (height, width).
+
+    One size, unless ``settings['max_pixels']`` is a list (a multi-scale ensemble): then one size per entry,
+    duplicates removed (a small image that stays at full size under several entries is predicted once;
+    averaging identical predictions would change nothing).
+    """
+    limits = settings.get("max_pixels")
+    if settings.get("scale") is not None or not isinstance(limits, (list, tuple)):
+        return [working_size(height, width, settings)]
+    sizes: list[tuple[int, int]] = []
+    for limit in limits:
+        size = working_size(height, width, {**settings, "max_pixels": limit})
+        if size not in sizes:
+            sizes.append(size)
+    return sizes
 
 
 def _pad_to_multiple(batch: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -161,8 +180,11 @@ def network_probabilities(
     """Plant probabilities of images of the same size, batched, at their own size.
 
     Each image is resized to :func:`working_size` (bilinear, antialiased), padded to a multiple of 16, run
-    through the network, and its logits are cropped and resized back (bilinear) before the sigmoid.
-    ``settings['mode'] == 'tiled'`` instead predicts at full resolution tile by tile
+    through the network, and its logits are cropped and resized back (bilinear) before the sigmoid. With
+    ``settings['max_pixels']`` a list, the image is predicted at each of those sizes (:func:`working_sizes`)
+    and with ``settings['flip']`` also mirrored left-right; the logits of all these views, resized back, are
+    averaged before the sigmoid (test-time augmentation: edges and small plants agree across scales, errors
+    do not). ``settings['mode'] == 'tiled'`` instead predicts at full resolution tile by tile
     (``data.patches.predict_tiled``, tiles of ``settings['tile']`` pixels).
 
     Args:
@@ -187,16 +209,29 @@ def network_probabilities(
 
         return [predict_tiled(predict, image, tile, tile, batch_size=4)[0] for image in images]
     batch = torch.stack(list(images))
-    small_h, small_w = working_size(height, width, settings)
-    if (small_h, small_w) != (height, width):
-        batch = F.interpolate(
-            batch, size=(small_h, small_w), mode="bilinear", align_corners=False, antialias=True
-        )
-    logits = network(prepare_input(_pad_to_multiple(batch, int(settings.get("multiple", 16))), device))
-    logits = logits.float()[:, :, :small_h, :small_w]
-    if (small_h, small_w) != (height, width):
-        logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-    return list(torch.sigmoid(logits[:, 0]).contiguous())
+    flip = bool(settings.get("flip", False))
+    multiple = int(settings.get("multiple", 16))
+    sizes = working_sizes(height, width, settings)
+    total: torch.Tensor | None = None  # sum of the views' logits at full size, (N, 1, H, W)
+    for small_h, small_w in sizes:
+        small = batch
+        if (small_h, small_w) != (height, width):
+            small = F.interpolate(
+                batch, size=(small_h, small_w), mode="bilinear", align_corners=False, antialias=True
+            )
+        padded = _pad_to_multiple(small, multiple)
+        logits = network(prepare_input(padded, device)).float()[:, :, :small_h, :small_w]
+        if flip:
+            # The mirrored view is padded on its own right-hand side, so it is cropped before un-mirroring.
+            mirrored = network(prepare_input(_pad_to_multiple(small.flip(-1), multiple), device))
+            logits = (logits + mirrored.float()[:, :, :small_h, :small_w].flip(-1)) * 0.5
+        if (small_h, small_w) != (height, width):
+            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        total = logits if total is None else total.add_(logits)
+    assert total is not None  # sizes is never empty
+    if len(sizes) > 1:
+        total.div_(len(sizes))
+    return list(torch.sigmoid_(total[:, 0]).contiguous())
 
 
 # Otsu's cut of a probability map is kept inside this band. On a map with two populations (plants and
