@@ -201,22 +201,37 @@ class StepTimer:
         self._handle.remove()
 
 
+def _status_mb(field: str) -> float | None:
+    """A ``/proc/self/status`` size (``VmRSS``, ``VmHWM``) in MiB; None where there is no such file."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports ru_maxrss in KiB)."""
+    """Peak resident set size of this process's own memory so far, in MiB.
+
+    Linux: ``VmHWM``, the high-water mark of the memory this program has had since it started. Not ``ru_maxrss``:
+    that also holds the peak of the process that started this one (the kernel carries it over the ``exec``), so
+    a worker started by a parent that had just drawn a 50-megapixel test image reported the parent's peak.
+    Elsewhere ``ru_maxrss`` (bytes on macOS).
+    """
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024.0 if sys.platform.startswith("linux") else peak / 2**20
 
 
 def current_rss_mb() -> float:
     """Resident set size now, in MiB (Linux; falls back to the peak elsewhere)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return peak_rss_mb()
+    rss = _status_mb("VmRSS")
+    return peak_rss_mb() if rss is None else rss
 
 
 def machine() -> dict[str, Any]:

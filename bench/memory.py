@@ -1,7 +1,8 @@
 """Peak memory (resident set) and time of training and inference, and how they grow with the data.
 
-Every case runs in a fresh process that reports its own peak resident set size (``getrusage``
-``ru_maxrss``), so no case inherits another's memory:
+Every case runs in a fresh process that reports its own peak resident set size (``VmHWM``; not ``ru_maxrss``,
+which Linux carries over from the parent across ``exec``), so no case inherits another's memory, nor that of
+the parent drawing the test images:
 
 - ``train_N``: ``begin_training()`` of DPP's example network (256x256 inputs resized from 384x512 PNG
   files, batch 4, one epoch, no test or validation split) on N = 10, 100 and 1,000 images (``--max-images``
@@ -13,9 +14,12 @@ Every case runs in a fresh process that reports its own peak resident set size (
   random weights) of one 4:3 image of MP = 1, 5, 20 and 50 megapixels (``--max-megapixels`` caps it).
   Reported: peak RSS, RSS before the call, time and megapixels/s. Tiling should keep memory flat: the
   acceptance target is peak(50 MP) <= 1.5 x peak(5 MP). The returned (H, W, 1) float32 probabilities (4 bytes
-  per pixel) and the decoded image (3 bytes per pixel) cannot be avoided; ``unavoidable_mb`` shows them.
+  per pixel) cannot be avoided; ``unavoidable_mb`` shows them. The decoded image (3 bytes per pixel) is held in
+  the last bytes of that same array until the tile loop overwrites it, so it costs nothing more; while the file
+  is read, Pillow's own decoded copy (4 bytes per pixel for RGB) exists beside it, before the loop starts.
 
-Usage: ``python bench/memory.py [--max-images 1000] [--max-megapixels 50]``; prints one JSON line.
+Usage: ``python bench/memory.py [--max-images 1000] [--max-megapixels 50] [--cases tiled]``; prints one JSON
+line. ``--cases`` runs only some of ``train``, ``infer`` and ``tiled`` (default: all).
 """
 
 from __future__ import annotations
@@ -120,7 +124,7 @@ def tiled_worker(args: argparse.Namespace) -> dict:
         "megapixels_per_s": pixels / 1e6 / seconds,
         "rss_before_mb": before,
         "peak_rss_mb": peak_rss_mb(),
-        "unavoidable_mb": pixels * (3 + 4) / 2**20,
+        "unavoidable_mb": pixels * 4 / 2**20,
     }
 
 
@@ -156,6 +160,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=256, help="network input height and width")
     parser.add_argument("--infer-images", type=int, default=64)
     parser.add_argument("--source-size", type=int, nargs=2, default=SOURCE_SIZE, metavar=("H", "W"))
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=sorted(WORKERS),
+        default=sorted(WORKERS),
+        help="cases to run (default: all)",
+    )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -174,23 +185,26 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="dpp-bench-memory-") as tmp:
         root = Path(tmp)
         full = root / "full"
-        write_images(full, max(max(counts), args.infer_images), *args.source_size)
+        if "train" in args.cases or "infer" in args.cases:
+            write_images(full, max(max(counts), args.infer_images), *args.source_size)
         training = {}
-        for n in counts:
+        for n in counts if "train" in args.cases else ():
             data = link_subset(full, root / f"train_{n}", n)
             work = ["--data", str(data), "--work", str(root / f"state_{n}")]
             result = run_worker(SCRIPT, ["--worker", "train", *work, *common])
             result["seconds_per_image"] = result["seconds"] / n
             training[str(n)] = rounded(result)
-        out["train"] = training
-        infer = link_subset(full, root / "infer", args.infer_images) / "images"
-        work = ["--data", str(infer), "--work", str(root / "state_infer")]
-        out["infer"] = {
-            "images": args.infer_images,
-            **rounded(run_worker(SCRIPT, ["--worker", "infer", *work, *common])),
-        }
+        if training:
+            out["train"] = training
+        if "infer" in args.cases:
+            infer = link_subset(full, root / "infer", args.infer_images) / "images"
+            work = ["--data", str(infer), "--work", str(root / "state_infer")]
+            out["infer"] = {
+                "images": args.infer_images,
+                **rounded(run_worker(SCRIPT, ["--worker", "infer", *work, *common])),
+            }
         tiled = {}
-        for megapixels in sizes:
+        for megapixels in sizes if "tiled" in args.cases else ():
             height, width = four_by_three(megapixels)
             folder = root / f"tiled_{megapixels:g}"
             images_dir, _ = write_images(folder, 1, height, width, masks=False)
@@ -199,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
             tiled[f"{megapixels:g}"] = {"size": f"{width}x{height}", **rounded(result)}
             for path in images_dir.glob("*.png"):
                 path.unlink()  # the 50 MP file is large; free the space before the next one
-        out["tiled"] = tiled
+        if tiled:
+            out["tiled"] = tiled
     if "5" in tiled and "50" in tiled:
         ratio = tiled["50"]["peak_rss_mb"] / tiled["5"]["peak_rss_mb"]
         out["tiled_peak_ratio_50mp_5mp"] = round(ratio, 3)

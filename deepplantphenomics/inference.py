@@ -6,6 +6,7 @@ with one, each image is predicted at full resolution tile by tile and stitched w
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,9 +21,9 @@ from deepplantphenomics.data.dataset import (
     pixel_statistics,
     to_tensor_image,
 )
-from deepplantphenomics.data.io import match_depth, pixel_scale, read_image
+from deepplantphenomics.data.io import match_depth, pixel_scale, read_image, read_image_into
 from deepplantphenomics.data.patches import predict_tiled
-from deepplantphenomics.runtime import prepare_input, prepare_module, tune_allocator
+from deepplantphenomics.runtime import mapped_allocations, prepare_input, prepare_module, tune_allocator
 from deepplantphenomics.settings import Settings
 
 
@@ -54,6 +55,36 @@ def check_files(
 def load_image_tensor(path: Path, depth: int) -> torch.Tensor:
     """Read a file as a (depth, H, W) float32 tensor in [0, 1]."""
     return to_tensor_image(match_depth(read_image(path), depth, path))
+
+
+def read_into_result(path: Path, depth: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """An uninitialised float32 (H, W, channels) result for a file, and the file's image inside it.
+
+    The image (as ``match_depth(read_image(path), depth)``) is decoded into the last bytes of the result's
+    buffer when it takes no more bytes per pixel than the result (8-bit images always do: 1 or 3 bytes against
+    4 per channel), else into an array of its own. :func:`~deepplantphenomics.data.patches.predict_tiled`
+    writes the result's rows only after it has read the image's rows they overlap, so the photo and its
+    probabilities together take the memory of the probabilities alone.
+
+    Returns:
+        (result, image): image is (H, W, depth) uint8 or uint16.
+    """
+    results: list[np.ndarray] = []
+
+    def allocate(shape: tuple[int, int, int], dtype: np.dtype) -> np.ndarray:
+        result = np.empty((shape[0], shape[1], channels), dtype=np.float32)
+        results.append(result)
+        size = math.prod(shape) * np.dtype(dtype).itemsize
+        if size > result.nbytes:
+            return np.empty(shape, dtype=dtype)
+        return result.reshape(-1).view(np.uint8)[result.nbytes - size :].view(dtype).reshape(shape)
+
+    # Mapped rather than grown into the heap: the decoder's whole-image buffer (Pillow's, freed on return) then
+    # leaves no hole there for the tile loop to fragment, and the result goes back to the system once the
+    # caller drops it.
+    with mapped_allocations():
+        image = read_image_into(path, allocate, depth)
+    return results[0], image
 
 
 def network_probabilities(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -92,11 +123,13 @@ def predict_files(
         def predict(tiles: torch.Tensor) -> torch.Tensor:
             return network_probabilities(network, prepare_input(tiles, device))
 
+        channels = 1 if settings.binary else settings.num_classes
         for path in files:
             # The decoded 8-bit (or 16-bit) image is tiled as it is and each batch of tiles converted to
             # floats and standardised with the whole image's statistics (every tile sees the same scale, as in
-            # training): a full-size float copy would take 4 times the decoded image's memory.
-            raw = match_depth(read_image(path), depth, path)
+            # training): a full-size float copy would take 4 times the decoded image's memory. The image is
+            # decoded into the end of the array the probabilities are written to (see `predict_tiled`).
+            result, raw = read_into_result(path, depth, channels)
             scale = pixel_scale(raw.dtype)
             pixels = torch.from_numpy(raw).permute(2, 0, 1)
             standardize = settings.input_normalization != "none"
@@ -108,11 +141,17 @@ def predict_files(
                 tiles = tiles.float().div_(scale)
                 return tiles if stats is None else tiles.sub_(stats[0]).div_(stats[1])
 
-            probs = predict_tiled(
-                predict, pixels, settings.patch_height, settings.patch_width, batch_size=step, prepare=prepare
+            predict_tiled(
+                predict,
+                pixels,
+                settings.patch_height,
+                settings.patch_width,
+                batch_size=step,
+                prepare=prepare,
+                out=torch.from_numpy(result).permute(2, 0, 1),
             )
             del raw, pixels
-            outputs.append(as_numpy(probs))
+            outputs.append(result)
         return outputs
     for group in _batches(files, step):
         batch = torch.stack(

@@ -88,6 +88,46 @@ def test_memory() -> None:
     assert out["tiled"]["0.005"]["size"] == "82x62"
 
 
+def test_memory_runs_only_the_cases_asked_for() -> None:
+    args = [*RUN_ALL.QUICK_ARGS["memory"], "--cases", "tiled"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "memory.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "train" not in out and "infer" not in out
+    assert positive(out["tiled"]["0.005"]["peak_rss_mb"])
+    assert out["tiled"]["0.005"]["unavoidable_mb"] == pytest.approx(82 * 62 * 4 / 2**20, abs=1e-3)
+
+
+_PEAK_PROBE = """
+import subprocess, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+if sys.argv[2] == "parent":
+    block = np.ones(400 << 20, np.uint8)  # a 400 MiB peak, gone before the child starts
+    del block
+    print(subprocess.run([sys.executable, "-c", PROBE, sys.argv[1], "child"], capture_output=True, text=True).stdout)
+else:
+    from _common import peak_rss_mb
+    print(peak_rss_mb())
+"""
+
+
+def test_peak_rss_is_the_workers_own_not_its_parents() -> None:
+    probe = f"PROBE = {_PEAK_PROBE!r}\n{_PEAK_PROBE}"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(BENCH), "parent"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 0 < float(proc.stdout) < 200
+
+
 def test_flops() -> None:
     out = run_quick("flops")
     assert out["benchmark"] == "flops"

@@ -179,6 +179,10 @@ def fit_to_network(
 NORMALIZATIONS = ("per_image_standardization", "none")
 
 
+# Values per block of ``pixel_statistics`` (4 MB as float32, 8 MB as float64).
+_STATISTICS_BLOCK = 1 << 20
+
+
 def image_statistics(images: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) float -> (N, 2): each image's mean and TensorFlow-adjusted standard deviation.
 
@@ -192,16 +196,19 @@ def image_statistics(images: torch.Tensor) -> torch.Tensor:
     return torch.stack([mean, std], dim=1).to(images.dtype)
 
 
-def pixel_statistics(pixels: torch.Tensor, scale: float, rows: int = 256) -> torch.Tensor:
+def pixel_statistics(pixels: torch.Tensor, scale: float, rows: int | None = None) -> torch.Tensor:
     """``image_statistics`` of ``pixels.float() / scale`` for one integer (C, H, W) image, in row blocks.
 
     The float image is never made whole (12 bytes per pixel for RGB): blocks of ``rows`` rows are converted,
     exactly as :func:`to_tensor_image` converts them, and summed in float64 (two passes: mean, then squared
-    deviations).
+    deviations). By default a block holds at most 256 rows and ``_STATISTICS_BLOCK`` values (12 MB of
+    temporaries), so the temporaries do not grow with the image's width.
 
     Returns:
         float32 tensor (2,): mean and TensorFlow-adjusted standard deviation.
     """
+    if rows is None:
+        rows = min(256, max(1, _STATISTICS_BLOCK // max(pixels.shape[0] * pixels.shape[2], 1)))
     height = pixels.shape[1]
     count = pixels.numel()
     total = 0.0

@@ -6,10 +6,12 @@ class indices. Nothing from an image library escapes as a bare traceback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,9 @@ from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 IGNORE_INDEX = 255
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, EOFError)
+# Pixels per band of rows converted at a time by ``read_image_into`` (a few MB for RGB).
+_STRIP_PIXELS = 1 << 20
 
 
 class ImageReadError(ValueError):
@@ -28,9 +33,8 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _read_raw(path: Path) -> np.ndarray:
-    if not path.exists():
-        raise FileNotFoundError(f"Image file not found: '{path}'.")
+@contextlib.contextmanager
+def _quiet_decoders() -> Iterator[None]:
     # Decoders warn (and tifffile logs) about damaged files before failing; those messages are noise for the
     # user, who gets one error naming the file instead.
     tiff_logger = logging.getLogger("tifffile")
@@ -38,9 +42,30 @@ def _read_raw(path: Path) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return _decode(path)
+            yield
     finally:
         tiff_logger.disabled = was_disabled
+
+
+def _read_raw(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise FileNotFoundError(f"Image file not found: '{path}'.")
+    with _quiet_decoders():
+        return _decode(path)
+
+
+def _pil_array(image: Image.Image) -> np.ndarray:
+    """The pixels of a loaded Pillow image as numpy, before the channel and dtype rules of ``read_image``."""
+    if image.mode == "P":
+        # A palette PNG mask stores class indices in the palette index: keep them, do not expand.
+        return np.asarray(image)
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(image).astype(np.uint16)
+    if image.mode == "I":
+        return np.asarray(image)
+    if image.mode in ("1", "L", "LA", "RGB", "RGBA"):
+        return np.asarray(image.convert("L") if image.mode == "1" else image)
+    return np.asarray(image.convert("RGB"))
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -56,17 +81,8 @@ def _decode(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode == "P":
-                # A palette PNG mask stores class indices in the palette index: keep them, do not expand.
-                return np.asarray(image)
-            if image.mode in ("I;16", "I;16B", "I;16L"):
-                return np.asarray(image).astype(np.uint16)
-            if image.mode == "I":
-                return np.asarray(image)
-            if image.mode in ("1", "L", "LA", "RGB", "RGBA"):
-                return np.asarray(image.convert("L") if image.mode == "1" else image)
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+            return _pil_array(image)
+    except _DECODE_ERRORS as exc:
         raise ImageReadError(f"Cannot read image file '{path}': {exc}") from None
 
 
@@ -85,7 +101,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         ImageReadError: the file cannot be decoded (a ValueError naming the file).
     """
     path = Path(path)
-    array = _read_raw(path)
+    return _image_array(_read_raw(path), path)
+
+
+def _image_array(array: np.ndarray, path: Path) -> np.ndarray:
+    """A decoded array brought to ``read_image``'s (H, W, C) uint8 / uint16 form."""
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3:
@@ -108,6 +128,96 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             return array.astype(np.uint8)
         return np.clip(array, 0, 65535).astype(np.uint16)
     raise ImageReadError(f"Cannot read image file '{path}': unsupported pixel type {array.dtype}.")
+
+
+def _open_for_strips(path: Path) -> Image.Image | None:
+    """The decoded Pillow image of a file whose pixels convert one by one, else None (read it whole).
+
+    None for TIFF (read by tifffile) and 32-bit integer images, whose conversion depends on the whole image's
+    range.
+    """
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return None
+    try:
+        image = Image.open(path)
+        try:
+            if image.mode != "I":  # checked before decoding, and again after (a few formats change mode)
+                image.load()
+            if image.mode == "I":
+                image.close()
+                return None
+        except BaseException:
+            image.close()
+            raise
+    except _DECODE_ERRORS as exc:
+        raise ImageReadError(f"Cannot read image file '{path}': {exc}") from None
+    return image
+
+
+def read_image_into(
+    path: str | os.PathLike,
+    allocate: Callable[[tuple[int, int, int], np.dtype], np.ndarray],
+    depth: int | None = None,
+) -> np.ndarray:
+    """``read_image(path)`` (then ``match_depth(image, depth, path)``) written into an array from ``allocate``.
+
+    Lets the caller choose where a large decoded image lives (e.g. inside the buffer of a result). Files that
+    Pillow decodes are converted ``_STRIP_PIXELS`` pixels (a band of rows) at a time straight into that array,
+    so the only other whole-image memory is Pillow's decoded image (4 bytes per pixel for RGB, freed on
+    return). ``read_image`` also makes image-sized copies: ``np.asarray`` of a Pillow image goes through
+    ``tobytes`` (its chunks and their join) and the result is copied to be writable. TIFF and 32-bit integer
+    files are read whole and copied.
+
+    Args:
+        path: an image file, as for ``read_image``.
+        allocate: called once as ``allocate((H, W, C), dtype)`` (uint8 or uint16) before any pixel is
+            written; returns a writable array of that shape and dtype.
+        depth: channel count to convert to with ``match_depth``; None keeps the file's (1 or 3).
+
+    Returns:
+        The array ``allocate`` returned, holding the same values as ``read_image`` (and ``match_depth``).
+
+    Raises:
+        FileNotFoundError, ImageReadError: as ``read_image``; ValueError: as ``match_depth``, or ``allocate``
+            returned an array of another shape or dtype.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Image file not found: '{path}'.")
+    out: np.ndarray | None = None
+
+    def put(top: int, height: int, width: int, block: np.ndarray) -> None:
+        nonlocal out
+        if depth is not None:
+            block = match_depth(block, depth, path)
+        if out is None:
+            shape = (height, width, block.shape[2])
+            out = allocate(shape, block.dtype)
+            if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != block.dtype:
+                received = (out.shape, out.dtype) if isinstance(out, np.ndarray) else type(out)
+                raise ValueError(
+                    f"Invalid value for argument `allocate`: expected it to return an array of shape {shape} "
+                    f"and dtype {block.dtype}, received {received}."
+                )
+        out[top : top + block.shape[0]] = block
+
+    with _quiet_decoders():
+        image = _open_for_strips(path)
+        if image is None:
+            array = _image_array(_decode(path), path)
+            put(0, array.shape[0], array.shape[1], array)
+        else:
+            with image:
+                width, height = image.size
+                rows = max(1, _STRIP_PIXELS // max(width, 1))
+                for top in range(0, height, rows):
+                    try:
+                        block = _pil_array(image.crop((0, top, width, min(top + rows, height))))
+                    except _DECODE_ERRORS as exc:
+                        raise ImageReadError(f"Cannot read image file '{path}': {exc}") from None
+                    put(top, height, width, _image_array(block, path))
+    assert out is not None  # an image has at least one row
+    return out
 
 
 def pixel_scale(dtype: np.dtype) -> float:

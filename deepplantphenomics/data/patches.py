@@ -34,6 +34,8 @@ __all__ = ["IGNORE_INDEX", "blend_window", "extract_training_patches", "predict_
 # Keeps every pixel's blending weight positive, so pixels on the image border (covered by the edge of a
 # single tile, where a raised cosine would be ~0) are still normalised by a non-zero weight.
 _WINDOW_FLOOR = 1e-3
+# Rows whose blending weights `predict_tiled` sums at a time when it finishes them (a small temporary).
+_FINISH_ROWS = 32
 
 
 def _check_overlap(overlap: Any, tile: int, tile_argument: str) -> int:
@@ -211,6 +213,7 @@ def predict_tiled(
     overlap: int | None = None,
     batch_size: int = 4,
     prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run ``predict`` on overlapping tiles of ``image`` and blend the outputs into a full-size result.
 
@@ -218,8 +221,16 @@ def predict_tiled(
     :func:`blend_window` and accumulated; the sum is divided by the accumulated weights, so each output pixel
     is a weighted average of the tiles covering it (weights sum to 1). An image smaller than a tile in a
     direction is padded at the bottom/right (reflect when the image is big enough, zeros otherwise) and the
-    result cropped back. Memory: the (K, H, W) result, accumulators for one band of tile rows
-    ((K + 1) x tile_height x W values), and one batch of tiles.
+    result cropped back. Memory: the (K, H, W) result, an accumulator for one band of tile rows
+    (K x tile_height x W float64 values), and one batch of tiles.
+
+    Rows of the result are finished and written top to bottom, each only once every tile that reads the rows
+    of ``image`` up to it has been cut. So ``image`` may be stored at the end of ``out``'s own buffer, as
+    ``inference.predict_files`` does to hold a large photo and its probabilities in the memory of the
+    probabilities alone: this is safe when ``out`` is a (K, H, W) view of a C-contiguous (H, W, K) array
+    and ``image`` a view of that array's last H x W x C elements of its own dtype, C-contiguous (H, W, C),
+    taking no more bytes per pixel than the result (rows of the result then never reach rows of the image
+    still to be read).
 
     Args:
         predict: Maps a batch (B, C, tile_height, tile_width) to (B, K, tile_height, tile_width), e.g. class
@@ -233,14 +244,16 @@ def predict_tiled(
         prepare: Optional map applied to each batch of tiles before ``predict`` (e.g. integer pixels to
             standardised floats). With it, ``image`` may be an integer tensor such as the decoded 8-bit photo,
             and no full-size float copy of a large image is ever made.
+        out: Optional floating-point tensor (K, H, W) on ``image``'s device to write the result into (it
+            may be a non-contiguous view, such as an (H, W, K) array permuted); values are cast to its dtype.
 
     Returns:
-        Tensor (K, H, W) on ``image``'s device, with the dtype of ``predict``'s output.
+        Tensor (K, H, W) on ``image``'s device, with the dtype of ``predict``'s output; ``out`` when given.
 
     Raises:
         TypeError: ``predict`` is not callable, ``image`` is not a float tensor, or a size is not an int.
-        ValueError: ``image`` is not 3-D, a size/overlap is out of range, or ``predict`` returns a tensor of
-            the wrong shape.
+        ValueError: ``image`` is not 3-D, a size/overlap is out of range, ``predict`` returns a tensor of
+            the wrong shape, or ``out`` has the wrong shape or device.
     """
     if not callable(predict):
         raise TypeError(f"Invalid value for argument `predict`: expected a callable, received {predict!r}.")
@@ -266,16 +279,25 @@ def predict_tiled(
         overlap_h = overlap_w = _check_overlap(overlap, min(tile_height, tile_width), "min(tile sizes)")
 
     _, height, width = image.shape
+    if out is not None:
+        if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+            received = out.dtype if isinstance(out, torch.Tensor) else type(out)
+            raise TypeError(
+                f"Invalid value for argument `out`: expected a floating-point torch.Tensor, received {received}."
+            )
+        if out.ndim != 3 or tuple(out.shape[1:]) != (height, width) or out.device != image.device:
+            raise ValueError(
+                f"Invalid value for argument `out`: expected a tensor of shape (K, {height}, {width}) on "
+                f"{image.device}, received shape {tuple(out.shape)} on {out.device}."
+            )
     if prepare is not None and (height < tile_height or width < tile_width):
         # Padding needs floats; an image smaller than one tile is small, so convert it whole.
         image, prepare = prepare(image[None])[0], None
     padded = _pad_to(image, tile_height, tile_width)
     padded_height, padded_width = padded.shape[1:]
-    positions = [
-        (y, x)
-        for y in tile_starts(padded_height, tile_height, overlap_h)
-        for x in tile_starts(padded_width, tile_width, overlap_w)
-    ]
+    tile_rows = tile_starts(padded_height, tile_height, overlap_h)
+    tile_cols = tile_starts(padded_width, tile_width, overlap_w)
+    positions = [(y, x) for y in tile_rows for x in tile_cols]
 
     device = image.device
     acc_dtype = _accumulator_dtype(device)
@@ -283,25 +305,42 @@ def predict_tiled(
     # Accumulators cover one band of tile_height rows, not the whole image: tiles come row by row, so once the
     # next row of tiles starts at y', every row above y' has all its contributions and is finished (divided
     # and written to the output). Memory stays one band plus the result, whatever the image height; the sums
-    # per pixel are the same, in the same order, as with full-size accumulators.
+    # per pixel are the same, in the same order, as with full-size accumulators. The weights need no
+    # accumulator: they depend on the tile positions only, and are summed again, in the same order, for the
+    # rows being finished (`weights_of_rows`).
     band_total: torch.Tensor | None = None
-    band_weights = torch.zeros((tile_height, padded_width), dtype=acc_dtype, device=device)
-    result: torch.Tensor | None = None
+    result: torch.Tensor | None = out
     band_top = positions[0][0]
+
+    def weights_of_rows(top: int, count: int) -> torch.Tensor:
+        """Summed windows of the tiles covering padded rows [top, top + count), added tile by tile in the order
+        the tiles are accumulated (row of tiles by row, left to right), so the float sums are the same."""
+        weights = torch.zeros((count, padded_width), dtype=acc_dtype, device=device)
+        for y in tile_rows:
+            low, high = max(top, y), min(top + count, y + tile_height)
+            if low < high:
+                for x in tile_cols:
+                    weights[low - top : high - top, x : x + tile_width] += window[low - y : high - y]
+        return weights
 
     def finish_rows(stop: int) -> None:
         """Write rows [band_top, stop) of the band to the result and move the rest of the band up."""
         assert band_total is not None and result is not None
         rows = stop - band_top
         last = min(stop, height) - band_top  # padded rows below the image are dropped
+        # In place, without temporaries of the band's size: their width grows with the image's, and image-sized
+        # transients fragment the heap. The division and the cast to the result's dtype are the same operations
+        # as `(total / weights).to(dtype)`, so the values are too.
+        for start in range(0, last, _FINISH_ROWS):
+            count = min(_FINISH_ROWS, last - start)
+            band_total[:, start : start + count].div_(weights_of_rows(band_top + start, count))
         if last > 0:
-            result[:, band_top : band_top + last] = (
-                band_total[:, :last, :width] / band_weights[:last, :width]
-            ).to(result.dtype)
-        band_total[:, : tile_height - rows] = band_total[:, rows:].clone()
-        band_total[:, tile_height - rows :] = 0
-        band_weights[: tile_height - rows] = band_weights[rows:].clone()
-        band_weights[tile_height - rows :] = 0
+            result[:, band_top : band_top + last] = band_total[:, :last, :width]
+        keep = tile_height - rows
+        for start in range(0, keep, rows):  # move the rest up in pieces that do not overlap their source
+            count = min(rows, keep - start)
+            band_total[:, start : start + count] = band_total[:, start + rows : start + rows + count]
+        band_total[:, keep:] = 0
 
     for first in range(0, len(positions), batch_size):
         batch_positions = positions[first : first + batch_size]
@@ -322,10 +361,16 @@ def predict_tiled(
                 f"{tile_width}), received {shape}."
             )
         if band_total is None:
+            if out is not None and out.shape[0] != output.shape[1]:
+                raise ValueError(
+                    f"Invalid value for argument `out`: expected {output.shape[1]} channels (the output of "
+                    f"`predict`), received shape {tuple(out.shape)}."
+                )
             band_total = torch.zeros(
                 (output.shape[1], tile_height, padded_width), dtype=acc_dtype, device=device
             )
-            result = torch.empty((output.shape[1], height, width), dtype=output.dtype, device=device)
+            if result is None:
+                result = torch.empty((output.shape[1], height, width), dtype=output.dtype, device=device)
         elif output.shape[1] != band_total.shape[0]:
             raise ValueError(
                 f"Invalid value for argument `predict`: expected the same number of output channels for "
@@ -337,7 +382,6 @@ def predict_tiled(
                 finish_rows(y)
                 band_top = y
             band_total[:, :, x : x + tile_width] += tile_output * window
-            band_weights[:, x : x + tile_width] += window
 
     assert band_total is not None and result is not None  # positions is never empty
     finish_rows(band_top + tile_height)
