@@ -274,8 +274,10 @@ def test_retime_rewrites_only_the_time_fields(tmp_path):
     (folder / tools.MODEL_CARD).write_text(json.dumps(card))
     updated = retime(folder, threads=1)
     assert json.loads((folder / tools.MODEL_CARD).read_text()) == updated
-    assert 0 < updated["inference_choice"]["candidates"][label]["seconds_1296x966_2_threads"] < 60
-    assert 0 < updated["timing"]["seconds_per_1296x966_image"] < 60 and updated["timing"]["threads"] == 1
+    # A measured time replaced the -1 placeholder (its value is machine-dependent: no bound on it here).
+    measured = updated["inference_choice"]["candidates"][label]["seconds_1296x966_2_threads"]
+    assert isinstance(measured, float) and measured > 0
+    assert updated["timing"]["seconds_per_1296x966_image"] > 0 and updated["timing"]["threads"] == 1
     for key in ("inference", "scores", "weights", "training"):
         assert updated[key] == card[key]
 
