@@ -601,7 +601,7 @@ def evaluate(
         raise click.UsageError(
             "--threshold applies to a trained model (--state); tool methods cut as documented."
         )
-    pairs, _ = pair_files(images_dir, masks_dir)
+    pairs, _ = pair_files(images_dir, masks_dir, ("--images", "--masks"))
     if state_dir is not None:
         model, settings = _load_trained(state_dir)
         if settings.num_classes != 2:

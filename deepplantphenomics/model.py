@@ -558,7 +558,14 @@ class SemanticSegmentationModel:
             ValueError: an image without a mask or a mask without an image (named), an empty folder, an
                 ambiguous name stem.
         """
-        self._pairs, self._skipped_files = pair_files(dirname, seg_dirname)
+        self._load_pairs(dirname, seg_dirname, ("dirname", "seg_dirname"))
+
+    def _load_pairs(
+        self, dirname: str | os.PathLike, seg_dirname: str | os.PathLike, arguments: tuple[str, str]
+    ) -> None:
+        """The loader behind the public method; ``arguments`` names the two folders in error messages (the
+        TOML config passes its own keys)."""
+        self._pairs, self._skipped_files = pair_files(dirname, seg_dirname, arguments)
         self._changed()
         self._log(
             f"Found {len(self._pairs)} image/mask pairs in '{dirname}' and '{seg_dirname}'"
@@ -775,7 +782,7 @@ class SemanticSegmentationModel:
     def _check_ready_to_train(self) -> None:
         if self._pairs is None:
             raise RuntimeError(
-                "No data: call load_dataset_from_directory_with_segmentation_masks(images_dir, masks_dir) first."
+                "No data: call load_dataset_from_directory_with_segmentation_masks(dirname, seg_dirname) first."
             )
         if self._settings.image_height is None:
             raise RuntimeError(

@@ -313,6 +313,13 @@ def test_evaluate_unpaired_folders_is_a_one_line_error(dataset, tmp_path):
     assert len(error_lines(result)) == 1 and "plant_0000.png" in error_lines(result)[0]
 
 
+def test_evaluate_missing_folder_names_the_option(dataset, tmp_path):
+    images_dir, _ = dataset
+    result = run("evaluate", "--images", images_dir, "--masks", tmp_path / "nowhere", "--method", "exg")
+    assert result.exit_code == 1
+    assert error_lines(result) == [f"Error: Folder given as `--masks` does not exist: '{tmp_path / 'nowhere'}'."]
+
+
 def test_evaluate_refuses_method_and_state_together(dataset, tmp_path):
     images_dir, masks_dir = dataset
     result = run(
@@ -587,7 +594,7 @@ def test_every_setter_and_layer_is_reachable_from_a_config():
         ),
         (('{ type = "output" }', '{ type = "outptu" }'), r"layer type \(layer 4\) `outptu`.*mean `output`"),
         (("stride_length = 1,", "stride = 1,"), r"`network\.layers\[1\]`.*cannot take"),
-        (('images = "data/images"', 'images = "nowhere"'), r"Folder given as `images_dir` does not exist"),
+        (('images = "data/images"', 'images = "nowhere"'), r"Folder given as `data.images` does not exist"),
         (("[network]", "[network]\npredefined = 'u-net'"), r"exactly one of `network\.predefined`"),
         (('masks = "data/masks"', ""), r"needs `data\.masks`"),
         (("[model]", "[model]\nmodel = ["), r"is not valid TOML"),

@@ -396,3 +396,14 @@ def test_model_warns_when_less_than_half_is_left_for_training(tmp_path, tiny_dat
     model.set_validation_split(0.3)
     with pytest.warns(UserWarning, match=r"Only 3 of 8 images are left for training"):
         model.begin_training()
+
+
+def test_model_errors_name_dpps_arguments(tmp_path):
+    # DPP's users call load_dataset_from_directory_with_segmentation_masks(dirname, seg_dirname): the message
+    # must name those, not the loader's internal parameter names.
+    images, masks = dataset(tmp_path, ["a.png"], ["a.png"])
+    model = make_model(tmp_path / "state")
+    with pytest.raises(FileNotFoundError, match=r"Folder given as `seg_dirname` does not exist"):
+        model.load_dataset_from_directory_with_segmentation_masks(images, tmp_path / "nowhere")
+    with pytest.raises(TypeError, match=r"argument `dirname`.*received 3"):
+        model.load_dataset_from_directory_with_segmentation_masks(3, masks)

@@ -63,11 +63,19 @@ def _listing(directory: Path, argument: str) -> tuple[list[Path], int]:
 
 
 def pair_files(
-    images_dir: str | os.PathLike, masks_dir: str | os.PathLike
+    images_dir: str | os.PathLike,
+    masks_dir: str | os.PathLike,
+    arguments: tuple[str, str] = ("images_dir", "masks_dir"),
 ) -> tuple[list[tuple[Path, Path]], int]:
     """Pair each image with its mask by identical file name, else by identical name stem.
 
     Photos are JPEG and masks PNG in most datasets, so ``plant_01.jpg`` pairs with ``plant_01.png``.
+
+    Args:
+        images_dir: folder of images.
+        masks_dir: folder of masks.
+        arguments: the names under which the caller's user gave the two folders (DPP's ``dirname`` and
+            ``seg_dirname``, the CLI's ``--images`` and ``--masks``), used in error messages.
 
     Returns:
         (pairs sorted by image name, number of non-image entries skipped in both folders).
@@ -77,8 +85,8 @@ def pair_files(
         ValueError: a folder holds no images; images without masks or masks without images (all named);
             a stem that matches several files.
     """
-    images, skipped_i = _listing(images_dir, "images_dir")
-    masks, skipped_m = _listing(masks_dir, "masks_dir")
+    images, skipped_i = _listing(images_dir, arguments[0])
+    masks, skipped_m = _listing(masks_dir, arguments[1])
     mask_by_name = {m.name: m for m in masks}
     mask_by_stem: dict[str, list[Path]] = defaultdict(list)
     for m in masks:
