@@ -317,7 +317,9 @@ def test_evaluate_missing_folder_names_the_option(dataset, tmp_path):
     images_dir, _ = dataset
     result = run("evaluate", "--images", images_dir, "--masks", tmp_path / "nowhere", "--method", "exg")
     assert result.exit_code == 1
-    assert error_lines(result) == [f"Error: Folder given as `--masks` does not exist: '{tmp_path / 'nowhere'}'."]
+    assert error_lines(result) == [
+        f"Error: Folder given as `--masks` does not exist: '{tmp_path / 'nowhere'}'."
+    ]
 
 
 def test_evaluate_refuses_method_and_state_together(dataset, tmp_path):
