@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check deepplantphenomics tests examples bench
+	$(PY) -m ruff format --check deepplantphenomics tests examples bench
 	$(PY) -m pytest $(PYTEST_MARK)
 
 test-all: $(STAMP)
