@@ -68,18 +68,22 @@ def wrap_for_devices(network: nn.Module, settings: Settings, device: torch.devic
 
 
 def make_optimizer(settings: Settings, parameters) -> torch.optim.Optimizer:
+    # foreach=True: one multi-tensor kernel per update instead of a Python loop over the parameters. PyTorch
+    # turns it on by default only on CUDA; on CPU it is bit-identical and, for the predefined U-Net's Adam
+    # step, 4.5 ms instead of 7.6 ms (2 threads). (fused=True is faster still but differs by an ulp.)
     lr, decay = settings.learning_rate, settings.regularization_coefficient
+    common = {"lr": lr, "weight_decay": decay, "foreach": True}
     name = settings.optimizer
     if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=decay)
+        return torch.optim.Adam(parameters, **common)
     if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, weight_decay=decay)
+        return torch.optim.SGD(parameters, **common)
     if name == "sgd_momentum":
-        return torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=decay)
+        return torch.optim.SGD(parameters, momentum=0.9, **common)
     if name == "adadelta":
-        return torch.optim.Adadelta(parameters, lr=lr, weight_decay=decay)
+        return torch.optim.Adadelta(parameters, **common)
     if name == "adagrad":
-        return torch.optim.Adagrad(parameters, lr=lr, weight_decay=decay)
+        return torch.optim.Adagrad(parameters, **common)
     raise ValueError(f"Unknown optimizer {name!r}.")
 
 

@@ -664,3 +664,27 @@ def test_hyperparameter_search_needs_a_test_split_and_data():
         model.begin_training_with_hyperparameter_search(lr_limits=[1e-3, 1e-2])
     with pytest.raises(RuntimeError, match=r"No data"):
         dpp.SemanticSegmentationModel().begin_training_with_hyperparameter_search(lr_limits=[1e-3, 1e-2])
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd", "sgd_momentum", "adadelta", "adagrad"])
+def test_optimizers_use_the_multi_tensor_update_with_identical_numerics(name):
+    # make_optimizer asks for foreach=True (PyTorch's default only on CUDA): the same numbers as the
+    # per-parameter loop, bit for bit.
+    model = new_model()
+    model.add_convolutional_layer([3, 3, 3, 4], 1, "relu", batch_norm=True)
+    model.add_output_layer()
+    settings = Settings(optimizer=name, learning_rate=0.01, regularization_coefficient=0.001)
+    networks = [model._build_network() for _ in range(2)]
+    networks[1].load_state_dict(networks[0].state_dict())
+    ours = make_optimizer(settings, networks[0].parameters())
+    assert all(group["foreach"] for group in ours.param_groups)
+    loop = type(ours)(networks[1].parameters(), **{**ours.defaults, "foreach": False})
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        for a, b in zip(networks[0].parameters(), networks[1].parameters(), strict=True):
+            a.grad = torch.randn(a.shape, generator=generator)
+            b.grad = a.grad.clone()
+        ours.step()
+        loop.step()
+    for a, b in zip(networks[0].parameters(), networks[1].parameters(), strict=True):
+        assert torch.equal(a, b)
