@@ -30,7 +30,7 @@ from deepplantphenomics.postprocess import apply_mask, overlay_mask, to_uint8_rg
 
 __all__ = ["expand_inputs", "main", "output_stems"]
 
-METHODS = ("network", "exg", "cive")
+METHODS = ("network", "network-fast", "exg", "cive")
 RESULTS_CSV = "results.csv"
 SEGMENT_COLUMNS = ("file", "width", "height", "plant_pixels", "plant_fraction")
 SCORE_COLUMNS = ("dice", "iou", "precision", "recall")
@@ -407,7 +407,8 @@ def main() -> None:
     type=click.Choice(METHODS, case_sensitive=False),
     default="network",
     show_default=True,
-    help="The pretrained network, or Excess Green / CIVE colour index with Otsu's threshold.",
+    help="The pretrained network; network-fast: the same on one smaller view (about 4x faster, slightly "
+    "less accurate); or Excess Green / CIVE colour index with Otsu's threshold.",
 )
 @click.option(
     "--batch-size",

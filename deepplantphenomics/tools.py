@@ -37,6 +37,7 @@ from deepplantphenomics.postprocess import threshold_otsu
 from deepplantphenomics.settings import check_choice, check_int
 
 __all__ = [
+    "FAST_INFERENCE",
     "METHODS",
     "WEIGHTS_DIR",
     "model_card",
@@ -45,12 +46,17 @@ __all__ = [
     "vegetation_probabilities",
 ]
 
-METHODS = ("network", *INDEX_METHODS)
+METHODS = ("network", "network-fast", *INDEX_METHODS)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "vegetation"
 MODEL_CARD = "model_card.json"
 
 # Used when a card predates a setting: half resolution, 0.5 on the probability, sizes padded to 16.
 _DEFAULT_INFERENCE = {"mode": "resize", "scale": 0.5, "max_pixels": None, "multiple": 16, "threshold": 0.5}
+# method='network-fast': one view of at most 0.2 MP, no mirror, cut at 0.5 (the card's candidate "resize to at
+# most 0.2 MP"; the tool's scheme before test-time averaging). 4.5x fewer network pixels per 1296x966 photo
+# (0.06 against 0.23-0.29 s); held-out Dice 0.9479 / 0.7733 / 0.8614 on CWFID / EWS / peanut against 0.9517 /
+# 0.7783 / 0.8642 (docs/vegetation.md).
+FAST_INFERENCE = {"mode": "resize", "scale": None, "max_pixels": 200_000, "flip": False, "threshold": 0.5}
 
 
 # ------------------------------------------------------------------------------------------- the network
@@ -316,8 +322,16 @@ def vegetation_probabilities(image: np.ndarray) -> np.ndarray:
         FileNotFoundError: the shipped weights are missing.
     """
     rgb = _as_rgb(image)
-    network, settings = _load_network(str(WEIGHTS_DIR))
+    network, settings = _network("network")
     return network_probabilities(network, [_to_tensor(rgb)], settings)[0].numpy()
+
+
+def _network(method: str) -> tuple[nn.Module, dict[str, Any]]:
+    """The shipped network and the inference settings of a network method ('network' or 'network-fast')."""
+    network, settings = _load_network(str(WEIGHTS_DIR))
+    if method == "network-fast":
+        settings = {**settings, **FAST_INFERENCE}
+    return network, settings
 
 
 def segment_image(image: np.ndarray, method: str = "network") -> np.ndarray:
@@ -325,8 +339,9 @@ def segment_image(image: np.ndarray, method: str = "network") -> np.ndarray:
 
     Args:
         image: (H, W, 3) uint8 or uint16 RGB array (grey is repeated to RGB, alpha dropped).
-        method: 'network' (the shipped network, thresholded as its model card says), 'exg' (Excess Green +
-            Otsu) or 'cive' (CIVE + Otsu); case-insensitive.
+        method: 'network' (the shipped network, thresholded as its model card says), 'network-fast' (the same
+            network on one smaller view, :data:`FAST_INFERENCE`), 'exg' (Excess Green + Otsu) or 'cive' (CIVE +
+            Otsu); case-insensitive.
 
     Returns:
         float32 (H, W) with 1.0 on plant pixels and 0.0 elsewhere.
@@ -337,9 +352,9 @@ def segment_image(image: np.ndarray, method: str = "network") -> np.ndarray:
     """
     method = _check_method(method)
     rgb = _as_rgb(image)
-    if method != "network":
+    if method in INDEX_METHODS:
         return index_mask(rgb, method)
-    network, settings = _load_network(str(WEIGHTS_DIR))
+    network, settings = _network(method)
     probabilities = network_probabilities(network, [_to_tensor(rgb)], settings)[0].numpy()
     return _threshold(probabilities, settings["threshold"])
 
@@ -352,7 +367,9 @@ def segment_vegetation(
     Args:
         files: image file paths (PNG, JPEG, TIFF, BMP; grey, RGB or RGBA; 8 or 16 bit), or one path.
         batch_size: images read and predicted together; images of the same size share one network call.
-        method: 'network' (default, the shipped network), 'exg' (Excess Green + Otsu) or 'cive' (CIVE + Otsu).
+        method: 'network' (default, the shipped network), 'network-fast' (the same network on one smaller view:
+            about 4.5x less work, 0.003-0.005 lower held-out Dice; :data:`FAST_INFERENCE`), 'exg' (Excess Green +
+            Otsu) or 'cive' (CIVE + Otsu).
 
     Returns:
         One float32 (H, W) array per file, in input order, 1.0 on plant pixels and 0.0 elsewhere.
@@ -368,11 +385,11 @@ def segment_vegetation(
     batch_size = check_int("batch_size", batch_size)
     method = _check_method(method)
     masks: list[np.ndarray] = []
-    if method != "network":
+    if method in INDEX_METHODS:
         for path in paths:
             masks.append(index_mask(_as_rgb(read_image(path), "files"), method))
         return masks
-    network, settings = _load_network(str(WEIGHTS_DIR))
+    network, settings = _network(method)
     for start in range(0, len(paths), batch_size):
         chunk = [_to_tensor(_as_rgb(read_image(path), "files")) for path in paths[start : start + batch_size]]
         results: list[np.ndarray | None] = [None] * len(chunk)

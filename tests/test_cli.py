@@ -269,12 +269,13 @@ def test_segment_network_method_without_weights_fails_once(dataset, tmp_path, mo
 
 
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="the vegetation network's weights are not trained yet")
-def test_segment_with_the_network(dataset, tmp_path):
+@pytest.mark.parametrize("method", ["network", "network-fast"])
+def test_segment_with_the_network(dataset, tmp_path, method):
     images_dir, _ = dataset
     out = tmp_path / "out"
-    result = run("segment", images_dir / "plant_0002.png", "--out", out, "--method", "network")
+    result = run("segment", images_dir / "plant_0002.png", "--out", out, "--method", method)
     assert result.exit_code == 0, result.output
-    expected = tools.segment_vegetation([images_dir / "plant_0002.png"])[0]
+    expected = tools.segment_vegetation([images_dir / "plant_0002.png"], method=method)[0]
     mask = png(out / "plant_0002_mask.png")
     np.testing.assert_array_equal(mask, (expected > 0).astype(np.uint8) * 255)
     assert int(read_csv(out / "results.csv")[0]["plant_pixels"]) == int(expected.sum())
@@ -678,3 +679,10 @@ def test_config_paths_resolve_against_the_config_folder(tmp_path):
     )
     assert parsed.data == {"images": tmp_path / "i", "masks": Path("/abs/m")}
     assert parsed.save_dir == Path("saved_state")  # the API default when the config names none
+
+
+def test_cli_methods_are_the_tools_methods():
+    # cli.py spells the list out so that `dpp --help` does not import torch; it must not drift.
+    from deepplantphenomics import cli
+
+    assert cli.METHODS == tools.METHODS
