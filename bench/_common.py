@@ -150,6 +150,10 @@ def summarize(results: dict[str, list[dict[str, float]]], network: str, target: 
         section["ratio_library_naive_per_cpu_second"] = round(cpu["library"] / cpu["naive"], 3)
         if target is not None:
             section["target"] = target
+    tuned = f"{network}/naive_malloc_tuned"
+    if results.get(tuned) and results.get(naive):
+        # The same kernels as the library with the same allocator setting: the ratio the library can reach.
+        section["ratio_naive_malloc_tuned_naive"] = round(section["naive_malloc_tuned"] / section["naive"], 3)
     return section
 
 

@@ -57,6 +57,8 @@ def test_train_throughput() -> None:
     assert positive(out["seed"]["naive_channels_last"])
     assert positive(out["unet"]["library"]) and positive(out["unet"]["naive"])
     assert positive(out["unet"]["ratio_library_naive"])
+    assert positive(out["unet"]["naive_malloc_tuned"])
+    assert positive(out["unet"]["ratio_naive_malloc_tuned_naive"])
     assert out["machine"]["cores"] >= 1
 
 
