@@ -82,6 +82,10 @@ def test_seed_example_runs_unchanged_on_cwfid_and_generalises(tmp_path):
     assert mean_dice >= 0.75
 
 
+@pytest.mark.skipif(
+    os.environ.get("DPP_LONG_ACCEPTANCE") != "1",
+    reason="a second 2-minute CWFID training; CI's whole run is near 10 min, so run with DPP_LONG_ACCEPTANCE=1",
+)
 def test_seed_example_with_xavier_initialisation_generalises(tmp_path):
     """The same example with one setting changed (DPP's default initialiser, and a seed for a fixed split)."""
     text = (SHARED / "spec" / "seed_example.py").read_text()
