@@ -137,8 +137,8 @@ def test_network_fast_is_the_network_on_one_smaller_view():
     # A 1296x966 photo (CWFID's size): the fast method feeds the network one view of at most 0.2 MP, the card's
     # scheme averages two sizes and their mirrors; both come from the same weights.
     image, truth = generate_plant_image(966, 1296, rng=21)
-    network, settings = tools._load_network(str(tools.WEIGHTS_DIR))
-    fast_settings = {**settings, **tools.FAST_INFERENCE}
+    network, settings = tools._network("network")
+    _, fast_settings = tools._network("network-fast")
     assert tools.working_sizes(966, 1296, fast_settings) == [(386, 518)]
     assert len(tools.working_sizes(966, 1296, settings)) == 2 and settings["flip"]
     tensor = torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1)
@@ -432,6 +432,16 @@ def test_recorded_scores_meet_the_acceptance_bar():
     assert scores["cwfid"]["network"]["dice"] >= 0.95
 
 
+def held_out_dice(folder: Path, held_out_files: list[str], method: str) -> float:
+    """Mean Dice of ``method`` on a dataset folder's held-out images (named in the card) against their masks."""
+    images = [folder / "images" / name for name in held_out_files]
+    dice = []
+    for image_path, mask in zip(images, tools.segment_vegetation(images, method=method)):
+        (truth_path,) = [p for p in (folder / "masks").glob(image_path.stem + ".*")]
+        dice.append(binary_scores(mask, read_binary_mask(truth_path)[0])["dice"])
+    return float(np.mean(dice))
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_held_out_accuracy(shared_data):
@@ -441,14 +451,10 @@ def test_held_out_accuracy(shared_data):
         folder = shared_data / info["folder"]
         if not folder.is_dir():
             continue
-        rows: dict[str, list[float]] = {"network": [], "exg": [], "cive": []}
-        images = [folder / "images" / name for name in info["held_out_files"]]
-        for method in rows:
-            masks = tools.segment_vegetation(images, method=method)
-            for image_path, mask in zip(images, masks):
-                (truth_path,) = [p for p in (folder / "masks").glob(image_path.stem + ".*")]
-                rows[method].append(binary_scores(mask, read_binary_mask(truth_path)[0])["dice"])
-        dice = {method: float(np.mean(values)) for method, values in rows.items()}
+        dice = {
+            method: held_out_dice(folder, info["held_out_files"], method)
+            for method in ("network", "exg", "cive")
+        }
         recorded = card["scores"]["held_out"][info["folder"]]
         # The card's scores are what the shipped files really give; the acceptance bar itself is checked on
         # those recorded scores in test_recorded_scores_meet_the_acceptance_bar.
@@ -462,6 +468,7 @@ FAST_HELD_OUT_DICE = {"cwfid": 0.9479, "ews_wheat_field": 0.7733, "peanut_field_
 
 
 @pytest.mark.slow
+@pytest.mark.shared_data
 def test_network_fast_held_out_accuracy(shared_data):
     """network-fast re-measured on the card's held-out images: its documented scores, below method='network'."""
     card = tools.model_card()
@@ -469,15 +476,9 @@ def test_network_fast_held_out_accuracy(shared_data):
         folder = shared_data / info["folder"]
         if not folder.is_dir() or info["folder"] not in FAST_HELD_OUT_DICE:
             continue
-        images = [folder / "images" / name for name in info["held_out_files"]]
-        dice = []
-        for image_path, mask in zip(images, tools.segment_vegetation(images, method="network-fast")):
-            (truth_path,) = [p for p in (folder / "masks").glob(image_path.stem + ".*")]
-            dice.append(binary_scores(mask, read_binary_mask(truth_path)[0])["dice"])
-        assert float(np.mean(dice)) == pytest.approx(FAST_HELD_OUT_DICE[info["folder"]], abs=0.005), info[
-            "folder"
-        ]
-        assert float(np.mean(dice)) < card["scores"]["held_out"][info["folder"]]["network"]["dice"]
+        dice = held_out_dice(folder, info["held_out_files"], "network-fast")
+        assert dice == pytest.approx(FAST_HELD_OUT_DICE[info["folder"]], abs=0.005), info["folder"]
+        assert dice < card["scores"]["held_out"][info["folder"]]["network"]["dice"]
 
 
 # ------------------------------------------------------------------------------------------ training recipe
