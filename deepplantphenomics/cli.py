@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shlex
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -666,11 +667,28 @@ def train(config: Path, resume: bool) -> None:
     [network]   predefined = "u-net", or layers = [ { type = "input" }, ..., { type = "output" } ]
 
     See docs/cli.md for every key.
+
+    Ctrl-C or SIGTERM finishes the batch under way, saves the state and exits 130 (SIGINT) or 143 (SIGTERM);
+    `dpp train CONFIG --resume` continues the run.
     """
     from deepplantphenomics.config import TrainingConfig
+    from deepplantphenomics.training import TrainingInterrupted
 
     run = TrainingConfig.from_file(config)
-    run.train(resume=resume)
+    try:
+        run.train(resume=resume)
+    except TrainingInterrupted as stop:
+        click.echo(
+            f"Training interrupted by {stop.signal_label} at epoch {stop.epoch}, batch {stop.batch}: the run did "
+            f"not finish. Its state is saved in '{stop.save_dir}'; continue with: "
+            f"dpp train {shlex.quote(str(config))} --resume",
+            err=True,
+        )
+        sys.exit(stop.exit_code)
+    except KeyboardInterrupt:
+        # Before the training loop (data loading) or after it (test evaluation): no checkpoint is written here.
+        click.echo("Interrupted (Ctrl-C): dpp train did not finish.", err=True)
+        sys.exit(130)
     click.echo(f"Trained state saved to '{run.save_dir}'.")
 
 

@@ -799,6 +799,13 @@ class SemanticSegmentationModel:
 
         Returns:
             The test loss when ``return_test_loss``, else None.
+
+        Raises:
+            TrainingInterrupted: Ctrl-C (SIGINT) or SIGTERM stopped training; the batch under way was finished and
+                the state saved in save_dir first. A ``KeyboardInterrupt``, as in Keras: a script that does not
+                catch it stops (exit status 1) instead of going on as if training had finished;
+                ``begin_training(resume=True)`` continues the run.
+            RuntimeError: another training run is using save_dir.
         """
         check_bool("return_test_loss", return_test_loss)
         check_bool("resume", resume)
@@ -846,8 +853,6 @@ class SemanticSegmentationModel:
         )
         self.history = run.run()
         self._global_step = run.global_step
-        if run.interrupted:
-            return None
         self._log(f"Training finished; state saved to '{self._save_dir}'")
         if not split["test"]:
             self._log("No test split (set_test_split(0)): skipping the test evaluation")

@@ -185,6 +185,46 @@ def evaluate(
     return metrics
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by ``begin_training()`` when Ctrl-C (SIGINT) or SIGTERM stopped it, after the state was saved.
+
+    It is a ``KeyboardInterrupt``, as in Keras, so a script that does not catch it stops there with a traceback
+    (exit status 1) instead of going on as if training had finished, and ``except Exception`` does not swallow
+    it. A script that wants to carry on, or to exit with the signal's own code, catches it::
+
+        try:
+            model.begin_training()
+        except dpp.TrainingInterrupted as stop:
+            sys.exit(stop.exit_code)  # 130 for Ctrl-C, 143 for SIGTERM
+
+    Attributes:
+        signal: the signal that stopped training (``signal.SIGINT`` or ``signal.SIGTERM``).
+        save_dir: where the weights, ``checkpoint.pt`` and ``metrics.csv`` were saved.
+        epoch: the epoch (1-based) that was interrupted.
+        batch: the last batch (1-based) of that epoch that was trained.
+    """
+
+    def __init__(self, signum: int, save_dir: Path, epoch: int, batch: int) -> None:
+        self.signal = signal.Signals(signum)
+        self.save_dir = Path(save_dir)
+        self.epoch = epoch
+        self.batch = batch
+        super().__init__(
+            f"Training interrupted by {self.signal_label} at epoch {epoch}, batch {batch}: the run did not finish. "
+            f"Its state is saved in '{self.save_dir}'; continue with begin_training(resume=True)."
+        )
+
+    @property
+    def signal_label(self) -> str:
+        """'SIGINT (Ctrl-C)' or 'SIGTERM'."""
+        return "SIGINT (Ctrl-C)" if self.signal == signal.SIGINT else self.signal.name
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention for a process stopped by this signal: 128 + its number (130, 143)."""
+        return 128 + int(self.signal)
+
+
 class _StopRequest:
     """Turns SIGINT/SIGTERM into a flag checked after each batch, so the batch finishes and state is saved."""
 
@@ -276,6 +316,12 @@ class TrainingRun:
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> list[dict[str, Any]]:
+        """Train; return one record per epoch.
+
+        Raises:
+            TrainingInterrupted: SIGINT or SIGTERM arrived; the batch under way was finished and the state saved.
+            TrainingDivergedError: the loss became NaN or infinite (nothing more is saved).
+        """
         settings = self.settings
         tune_allocator()
         main = distributed.is_main()
@@ -387,13 +433,10 @@ class TrainingRun:
                             if writer is not None:
                                 writer.close()
                             self._write_metrics_csv()
-                            print(
-                                f"Training interrupted at epoch {epoch + 1}, batch {b + 1}: state saved to "
-                                f"'{self.save_dir}'. Continue with begin_training(resume=True).",
-                                flush=True,
-                            )
                         distributed.barrier()
-                        return self.history
+                        # The rank that got no signal stops with the signal of the one that did.
+                        signum = stop.signal if stop.signal is not None else signal.SIGINT
+                        raise TrainingInterrupted(signum, self.save_dir, epoch + 1, b + 1)
                 start_batch, order = 0, None
                 if scheduler is not None:
                     scheduler.step()

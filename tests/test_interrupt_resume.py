@@ -1,7 +1,13 @@
-"""Issue 5: Ctrl-C during training saves a loadable checkpoint; resuming ends with the same weights."""
+"""Issue 5: Ctrl-C during training saves a loadable checkpoint; resuming ends with the same weights.
+
+Issue 17.1: an interrupted run does not pass for a finished one: ``begin_training()`` raises
+``dpp.TrainingInterrupted`` (a KeyboardInterrupt) after saving, and ``dpp train`` exits 130 (SIGINT) or 143
+(SIGTERM) naming ``dpp train CONFIG --resume``.
+"""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -37,7 +43,14 @@ SCRIPT = textwrap.dedent(
     model.set_augmentation_flip_horizontal(True)
     model.set_augmentation_brightness_and_contrast(True)
     model.load_dataset_from_directory_with_segmentation_masks(sys.argv[3], sys.argv[4])
-    model.begin_training(resume=resume)
+    if sys.argv[1] != "catch":
+        model.begin_training(resume=resume)
+    else:
+        try:
+            model.begin_training()
+        except dpp.TrainingInterrupted as stop:
+            print(f"CAUGHT {stop.signal.name} epoch={stop.epoch} batch={stop.batch} dir={stop.save_dir}", flush=True)
+            sys.exit(stop.exit_code)
     print("FINISHED", flush=True)
     """
 )
@@ -70,33 +83,46 @@ def _run(script, mode, save_dir, images, masks):
     )
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_saves_checkpoint_and_resume_matches_uninterrupted(setup, straight, sig):
-    tmp_path, script, images, masks = setup
-    interrupted = tmp_path / f"interrupted_{sig.name}"
+def _interrupt(script, mode, save_dir, images, masks, sig, line_start="epoch 3, batch 2/"):
+    """Start a run, send ``sig`` once training is well under way (mid-epoch); return (returncode, out, err)."""
     process = subprocess.Popen(
-        [sys.executable, str(script), "fresh", str(interrupted), str(images), str(masks)],
+        [sys.executable, str(script), mode, str(save_dir), str(images), str(masks)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     lines = []
-    for line in process.stdout:  # wait until training is well under way, mid-epoch
+    for line in process.stdout:
         lines.append(line)
-        if line.startswith("epoch 3, batch 2/"):
+        if line.startswith(line_start):
             process.send_signal(sig)
             break
     out, err = process.communicate(timeout=300)
-    output = "".join(lines) + out
-    assert process.returncode == 0, err[-2000:]
-    assert "Training interrupted at epoch 3" in output
-    assert "FINISHED" in output  # begin_training returned normally
+    return process.returncode, "".join(lines) + out, err
+
+
+# SIGINT: a script that does not catch the exception stops there with a traceback (exit status 1, as for any
+# uncaught exception). SIGTERM: a script that catches it exits with the signal's code.
+@pytest.mark.parametrize(("sig", "mode"), [(signal.SIGINT, "fresh"), (signal.SIGTERM, "catch")])
+def test_signal_saves_checkpoint_and_resume_matches_uninterrupted(setup, straight, sig, mode):
+    tmp_path, script, images, masks = setup
+    interrupted = tmp_path / f"interrupted_{sig.name}"
+    code, output, err = _interrupt(script, mode, interrupted, images, masks, sig)
+    assert "FINISHED" not in output  # the script did not go on as if training had finished
+    if mode == "fresh":
+        assert code == 1, err[-2000:]
+        assert "TrainingInterrupted: Training interrupted by SIGINT (Ctrl-C) at epoch 3, batch " in err
+        assert f"saved in '{interrupted}'; continue with begin_training(resume=True)" in err
+    else:
+        assert code == 143, err[-2000:]
+        assert re.search(rf"CAUGHT SIGTERM epoch=3 batch=\d dir={re.escape(str(interrupted))}\n", output)
     assert (interrupted / "checkpoint.pt").is_file()
     load_file(str(interrupted / "model.safetensors"))  # the saved weights are loadable
 
     resumed = _run(script, "resume", interrupted, images, masks)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Resuming from epoch 3" in resumed.stdout
+    assert "FINISHED" in resumed.stdout
 
     a = load_file(str(straight / "model.safetensors"))
     b = load_file(str(interrupted / "model.safetensors"))
@@ -105,6 +131,74 @@ def test_signal_saves_checkpoint_and_resume_matches_uninterrupted(setup, straigh
         assert torch.equal(a[key], b[key]), key
     # The per-epoch history is complete and identical too.
     assert (straight / "metrics.csv").read_text() == (interrupted / "metrics.csv").read_text()
+
+
+CONFIG = """
+[model]
+debug = true
+save_dir = "runs/seed"
+report_rate = 1
+
+[settings]
+number_of_threads = 1
+batch_size = 2
+image_dimensions = [32, 32, 3]
+test_split = 0.25
+validation_split = 0.0
+random_seed = 11
+maximum_training_epochs = {epochs}
+
+[data]
+images = "data/images"
+masks = "data/masks"
+
+[network]
+layers = [
+    {{ type = "input" }},
+    {{ type = "convolutional", filter_dimension = [3, 3, 3, 4], stride_length = 1, activation_function = "relu" }},
+    {{ type = "output" }},
+]
+"""
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_cli_train_interrupted_exits_with_the_signal_code_and_resumes(tmp_path, sig, code):
+    write_synthetic_dataset(tmp_path / "data", 4, 32, 32, seed=5)
+    config = tmp_path / "seed.toml"
+    config.write_text(CONFIG.format(epochs=500), encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deepplantphenomics", "train", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in process.stdout:
+        if line.startswith("epoch 2, batch 1/"):
+            process.send_signal(sig)
+            break
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == code, err[-2000:]
+    assert "Trained state saved" not in out + err  # no claim that the run finished
+    label = "SIGINT (Ctrl-C)" if sig == signal.SIGINT else "SIGTERM"
+    stopped = re.search(rf"Training interrupted by {re.escape(label)} at epoch (\d+), batch \d: ", err)
+    assert stopped, err[-2000:]
+    assert "the run did not finish" in err
+    save_dir = tmp_path / "runs" / "seed"
+    assert f"Its state is saved in '{save_dir}'; continue with: dpp train {config} --resume" in err
+    load_file(str(save_dir / "model.safetensors"))
+
+    epochs = int(stopped.group(1)) + 2
+    config.write_text(CONFIG.format(epochs=epochs), encoding="utf-8")
+    resumed = subprocess.run(
+        [sys.executable, "-m", "deepplantphenomics", "train", str(config), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming from epoch" in resumed.stdout
+    assert f"Trained state saved to '{save_dir}'" in resumed.stdout
+    assert len((save_dir / "metrics.csv").read_text().splitlines()) == 1 + epochs  # header + every epoch
 
 
 def test_resume_without_checkpoint_names_the_file(setup):
