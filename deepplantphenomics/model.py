@@ -851,8 +851,11 @@ class SemanticSegmentationModel:
             resume=resume,
             device=self._device,
         )
-        self.history = run.run()
-        self._global_step = run.global_step
+        try:
+            run.run()
+        finally:  # also when interrupted: `history` holds the epochs that were completed
+            self.history = run.history
+            self._global_step = run.global_step
         self._log(f"Training finished; state saved to '{self._save_dir}'")
         if not split["test"]:
             self._log("No test split (set_test_split(0)): skipping the test evaluation")

@@ -434,6 +434,7 @@ class TrainingRun:
                                 writer.close()
                             self._write_metrics_csv()
                         distributed.barrier()
+                        self.global_step = step
                         # The rank that got no signal stops with the signal of the one that did.
                         signum = stop.signal if stop.signal is not None else signal.SIGINT
                         raise TrainingInterrupted(signum, self.save_dir, epoch + 1, b + 1)

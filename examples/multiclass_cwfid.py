@@ -257,10 +257,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     model.use_predefined_model("u-net")
 
     start, cpu_start = time.perf_counter(), time.process_time()
-    model.begin_training()
+    try:
+        model.begin_training()
+    except dpp.TrainingInterrupted as stop:
+        # Ctrl-C / SIGTERM: the state so far is saved; score the partly trained network and say so below.
+        print(f"warning: {stop}", flush=True)
     # Wall time depends on what else runs on the machine; CPU time of this process does much less.
     train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    # begin_training() stops cleanly on Ctrl-C / SIGTERM and keeps the state so far: say so in the results.
     epochs_completed = len(getattr(model, "history", []))
     if epochs_completed < args.epochs:
         print(
