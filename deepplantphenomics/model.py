@@ -37,9 +37,6 @@ from deepplantphenomics.losses import build_loss, canonical_loss_name
 from deepplantphenomics.network import NetworkBuilder, SegmentationNetwork, initialize_weights
 from deepplantphenomics.runtime import prepare_module
 from deepplantphenomics.settings import (
-    INITIALIZERS,
-    OPTIMIZERS,
-    PRECISIONS,
     Settings,
     check_activation,
     check_bool,
@@ -48,12 +45,14 @@ from deepplantphenomics.settings import (
     check_float,
     check_int,
     check_mask_threshold,
+    check_setting,
 )
 from deepplantphenomics.training import (
     TrainingRun,
     choose_device,
     evaluate,
     headline_scores,
+    hold_save_dir,
     report_test_metrics,
     write_tensorboard_scalars,
 )
@@ -169,7 +168,7 @@ class SemanticSegmentationModel:
     # ================================================================== setters (API.md section 3)
     def set_batch_size(self, size: int) -> None:
         """Images per training batch (default 1)."""
-        self._settings.batch_size = check_int("size", size)
+        self._settings.batch_size = check_setting("batch_size", size, "size")
 
     def set_image_dimensions(self, image_height: int, image_width: int, image_depth: int) -> None:
         """Network input size; depth is the channel count, 1 (grey) or 3 (colour), any int >= 1 accepted."""
@@ -189,25 +188,25 @@ class SemanticSegmentationModel:
 
     def set_resize_images(self, resize: bool) -> None:
         """Resize every image (bilinear) and mask (nearest) to the network size."""
-        self._settings.resize_images = check_bool("resize", resize)
+        self._settings.resize_images = check_setting("resize_images", resize, "resize")
         self._changed()
 
     def set_crop_or_pad_images(self, crop_or_pad: bool) -> None:
         """Centre-crop or zero-pad images to the network size instead of resizing (padding is ignored in the loss)."""
-        self._settings.crop_or_pad_images = check_bool("crop_or_pad", crop_or_pad)
+        self._settings.crop_or_pad_images = check_setting("crop_or_pad_images", crop_or_pad, "crop_or_pad")
         self._changed()
 
     def set_test_split(self, ratio: float) -> None:
         """Fraction of images held out for the final test evaluation, in [0, 1); 0 turns it off."""
-        self._settings.test_split = check_float("ratio", ratio, 0.0, 1.0, high_inclusive=False)
+        self._settings.test_split = check_setting("test_split", ratio, "ratio")
 
     def set_validation_split(self, ratio: float) -> None:
         """Fraction of images held out for validation after each epoch, in [0, 1); 0 turns it off."""
-        self._settings.validation_split = check_float("ratio", ratio, 0.0, 1.0, high_inclusive=False)
+        self._settings.validation_split = check_setting("validation_split", ratio, "ratio")
 
     def force_split_shuffle(self, force_split: bool) -> None:
         """Re-draw the saved train/validation/test partition instead of reusing it."""
-        self._settings.force_split_shuffle = check_bool("force_split", force_split)
+        self._settings.force_split_shuffle = check_setting("force_split_shuffle", force_split, "force_split")
 
     def set_random_seed(self, seed: int) -> None:
         """Makes splits, shuffling, augmentation and weight initialisation reproducible."""
@@ -215,11 +214,11 @@ class SemanticSegmentationModel:
 
     def set_learning_rate(self, rate: float) -> None:
         """Learning rate of the optimiser (default 0.001)."""
-        self._settings.learning_rate = check_float("rate", rate, 0.0, None, low_inclusive=False)
+        self._settings.learning_rate = check_setting("learning_rate", rate, "rate")
 
     def set_optimizer(self, optimizer: str) -> None:
         """'adam' (default), 'sgd', 'sgd_momentum', 'adadelta' or 'adagrad'; case-insensitive."""
-        self._settings.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
+        self._settings.optimizer = check_setting("optimizer", optimizer)
 
     def set_learning_rate_decay(
         self,
@@ -260,15 +259,15 @@ class SemanticSegmentationModel:
 
     def set_regularization_coefficient(self, lamb: float) -> None:
         """L2 weight decay coefficient (>= 0) of every layer without its own ``regularization_coefficient``."""
-        self._settings.regularization_coefficient = check_float("lamb", lamb, 0.0, None)
+        self._settings.regularization_coefficient = check_setting("regularization_coefficient", lamb, "lamb")
 
     def set_weight_initializer(self, initializer: str) -> None:
         """'xavier' (default, Glorot uniform) or 'normal' (truncated normal, std 0.05); case-insensitive."""
-        self._settings.weight_initializer = check_choice("initializer", initializer, INITIALIZERS)
+        self._settings.weight_initializer = check_setting("weight_initializer", initializer, "initializer")
 
     def set_maximum_training_epochs(self, epochs: int) -> None:
         """Number of epochs; an epoch is one full pass over the training split."""
-        self._settings.maximum_training_epochs = check_int("epochs", epochs)
+        self._settings.maximum_training_epochs = check_setting("maximum_training_epochs", epochs, "epochs")
 
     def set_loss_function(self, loss_fn: str) -> None:
         """'sigmoid cross entropy', 'softmax cross entropy', 'dice', 'focal', 'cross entropy + dice',
@@ -318,24 +317,28 @@ class SemanticSegmentationModel:
 
     def set_gen_data_overwrite(self, overwrite: bool) -> None:
         """Regenerate cached derived data (patches) instead of reusing it."""
-        self._settings.gen_data_overwrite = check_bool("overwrite", overwrite)
+        self._settings.gen_data_overwrite = check_setting("gen_data_overwrite", overwrite, "overwrite")
 
     def set_precision(self, precision: str) -> None:
         """'fp32' (default) or 'bf16' (autocast; faster on recent CPUs/GPUs, slightly less exact)."""
-        self._settings.precision = check_choice("precision", precision, PRECISIONS)
+        self._settings.precision = check_setting("precision", precision)
 
     # The flags' odd names (contr, flip, rot, resize) are DPP's, so DPP scripts passing them by keyword run.
     def set_augmentation_brightness_and_contrast(self, contr: bool) -> None:
         """Random brightness and contrast on training images only (masks unchanged)."""
-        self._settings.augmentation_brightness_contrast = check_bool("contr", contr)
+        self._settings.augmentation_brightness_contrast = check_setting(
+            "augmentation_brightness_contrast", contr, "contr"
+        )
 
     def set_augmentation_flip_horizontal(self, flip: bool) -> None:
         """Random left-right flips of image and mask together."""
-        self._settings.augmentation_flip_horizontal = check_bool("flip", flip)
+        self._settings.augmentation_flip_horizontal = check_setting(
+            "augmentation_flip_horizontal", flip, "flip"
+        )
 
     def set_augmentation_flip_vertical(self, flip: bool) -> None:
         """Random top-bottom flips of image and mask together."""
-        self._settings.augmentation_flip_vertical = check_bool("flip", flip)
+        self._settings.augmentation_flip_vertical = check_setting("augmentation_flip_vertical", flip, "flip")
 
     def set_augmentation_rotation(self, rot: bool, crop_borders: bool = False) -> None:
         """Random rotations of image and mask together; ``crop_borders`` crops away the empty corners."""
@@ -719,10 +722,10 @@ class SemanticSegmentationModel:
         return network
 
     def _load_weights_from(self, directory: Path, network: SegmentationNetwork) -> None:
-        arch = state.read_json(directory / state.ARCHITECTURE)
+        arch, _, weights = state.read_state_files(directory, with_settings=False)
         state.check_architecture(arch["layers"], self._specs(), directory)
         path = directory / state.WEIGHTS
-        state.load_state_dict_checked(network, state.load_weights(path), path)
+        state.load_state_dict_checked(network, weights, path)
         self._log(f"Loaded weights from '{path}'")
 
     def _architecture(self) -> dict[str, Any]:
@@ -749,10 +752,12 @@ class SemanticSegmentationModel:
         """Write weights (safetensors), architecture and settings (JSON) to ``directory`` (default save_dir)."""
         directory = Path(directory) if directory is not None else self._save_dir
         network = self._build_network()
-        state.write_json(directory / state.ARCHITECTURE, self._architecture())
-        state.write_json(directory / state.SETTINGS, self._settings.to_dict())
-        state.save_weights(
-            directory / state.WEIGHTS, network, {"format": "pt", "library": "deepplantphenomics"}
+        state.save_state_files(
+            directory,
+            self._architecture(),
+            self._settings.to_dict(),
+            network,
+            {"format": "pt", "library": "deepplantphenomics"},
         )
         return directory
 
@@ -816,6 +821,11 @@ class SemanticSegmentationModel:
                 "Train with save_checkpoints=True (the default) first, or interrupt a run with Ctrl-C."
             )
         self._prepare_runtime()
+        with hold_save_dir(self._save_dir):  # one training run per save_dir at a time
+            return self._train_and_test(return_test_loss, resume)
+
+    def _train_and_test(self, return_test_loss: bool, resume: bool) -> float | None:
+        """begin_training() once the save_dir is this run's."""
         split = self._resolve_split()
         self._split = split
         train = self._subset(split["train"])
@@ -1178,24 +1188,30 @@ class SemanticSegmentationModel:
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"Saved state folder does not exist: '{directory}'.")
-        arch = state.read_json(directory / state.ARCHITECTURE)
+        # One save's files, never the weights of one run with the architecture of another.
+        arch, saved_settings, weights = state.read_state_files(directory)
+        if not isinstance(saved_settings, dict):
+            raise ValueError(
+                f"Saved settings '{directory / state.SETTINGS}' hold {type(saved_settings).__name__}, "
+                "not a JSON object of settings."
+            )
+        # States written before input normalisation was a setting fed the network [0, 1] pixels.
+        saved_settings.setdefault("input_normalization", "none")
+        # A hand-edited settings.json is held to the setters' rules and must fit the saved network.
+        settings = Settings.from_dict(saved_settings, source=directory / state.SETTINGS)
         try:
-            saved_settings = state.read_json(directory / state.SETTINGS)
-            # States written before input normalisation was a setting fed the network [0, 1] pixels.
-            saved_settings.setdefault("input_normalization", "none")
-            settings = Settings.from_dict(saved_settings)
             layers = arch["layers"]
             input_shape = tuple(arch["input_shape"])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"Saved state in '{directory}' is incomplete: missing {exc}.") from None
+        state.check_settings_match(settings, arch, directory)
         model = cls(debug=debug, save_dir=directory, save_checkpoints=False)
         model._settings = settings
         model._builder = NetworkBuilder(input_shape)
         for spec in layers:
             model._builder.add(spec)
         network = SegmentationNetwork(layers, input_shape, int(arch["out_channels"]))
-        path = directory / state.WEIGHTS
-        state.load_state_dict_checked(network, state.load_weights(path), path)
+        state.load_state_dict_checked(network, weights, directory / state.WEIGHTS)
         model._network = network
         return model
 

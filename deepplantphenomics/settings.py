@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,9 @@ OPTIMIZERS = ("adam", "sgd", "sgd_momentum", "adadelta", "adagrad")
 INITIALIZERS = ("xavier", "normal")
 ACTIVATIONS = ("relu", "tanh", "lrelu", "selu", "linear")
 PRECISIONS = ("fp32", "bf16")
+# Written into settings.json beside the settings (not a setting): the digest of the architecture.json saved
+# with them, which ties the two files together (see state.save_state_files).
+ARCHITECTURE_DIGEST = "architecture_sha256"
 
 
 def _fail(argument: str, expected: str, received: Any, hint: str = "") -> str:
@@ -129,6 +134,97 @@ def check_dims(argument: str, value: Any, length: int) -> list[int]:
     return [int(v) for v in value]
 
 
+def check_class_weights(argument: str, value: Any) -> list[float] | None:
+    """None, or a list of positive floats (one per class)."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(_fail(argument, "a list of floats", value))
+    return [check_float(argument, w, 0.0, None, low_inclusive=False) for w in value]
+
+
+def _loss_name(argument: str, value: Any) -> str:
+    from deepplantphenomics.losses import canonical_loss_name  # torch-heavy: only when a loss is checked
+
+    return canonical_loss_name(value, argument)
+
+
+def _normalization(argument: str, value: Any) -> str:
+    from deepplantphenomics.data.dataset import NORMALIZATIONS  # imported late: data imports this module
+
+    return check_choice(argument, value, NORMALIZATIONS)
+
+
+def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    return lambda argument, value: None if value is None else check(argument, value)
+
+
+def _int_at_least(minimum: int) -> Callable[[str, Any], int]:
+    return lambda argument, value: check_int(argument, value, minimum)
+
+
+def _fraction(argument: str, value: Any) -> float:
+    return check_float(argument, value, 0.0, 1.0, high_inclusive=False)
+
+
+def _positive_float(argument: str, value: Any) -> float:
+    return check_float(argument, value, 0.0, None, low_inclusive=False)
+
+
+def _unit_interval(argument: str, value: Any) -> float:
+    """A float in (0, 1]."""
+    return check_float(argument, value, 0.0, 1.0, low_inclusive=False)
+
+
+# The check of every setting: the setters call these (through check_setting), and so does loading a saved
+# settings.json, so a hand-edited file is held to the same rules as a script.
+SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "batch_size": _int_at_least(1),
+    "image_height": _optional(_int_at_least(1)),
+    "image_width": _optional(_int_at_least(1)),
+    "image_depth": _optional(_int_at_least(1)),
+    "resize_images": check_bool,
+    "crop_or_pad_images": check_bool,
+    "test_split": _fraction,
+    "validation_split": _fraction,
+    "force_split_shuffle": check_bool,
+    "random_seed": _optional(_int_at_least(0)),
+    "learning_rate": _positive_float,
+    "optimizer": lambda argument, value: check_choice(argument, value, OPTIMIZERS),
+    "lr_decay_factor": _optional(_unit_interval),
+    "epochs_per_decay": _optional(_int_at_least(1)),
+    "regularization_coefficient": lambda argument, value: check_float(argument, value, 0.0, None),
+    "weight_initializer": lambda argument, value: check_choice(argument, value, INITIALIZERS),
+    "maximum_training_epochs": _int_at_least(1),
+    "loss_function": _loss_name,
+    "num_classes": _int_at_least(2),
+    "class_weights": check_class_weights,
+    "num_threads": _optional(_int_at_least(1)),
+    "num_gpus": _optional(_int_at_least(0)),
+    "patch_height": _optional(_int_at_least(1)),
+    "patch_width": _optional(_int_at_least(1)),
+    "gen_data_overwrite": check_bool,
+    "augmentation_brightness_contrast": check_bool,
+    "augmentation_flip_horizontal": check_bool,
+    "augmentation_flip_vertical": check_bool,
+    "augmentation_rotation": check_bool,
+    "augmentation_rotation_crop_borders": check_bool,
+    "augmentation_crop": check_bool,
+    "augmentation_crop_ratio": _unit_interval,
+    "precision": lambda argument, value: check_choice(argument, value, PRECISIONS),
+    "input_normalization": _normalization,
+}
+
+
+def check_setting(key: str, value: Any, argument: str | None = None) -> Any:
+    """``value`` checked (and made canonical) by the rule of setting ``key``; errors name ``argument`` (or ``key``).
+
+    Raises:
+        TypeError, ValueError: as the setter of ``key`` would.
+    """
+    return SETTING_CHECKS[key](argument or key, value)
+
+
 @dataclass
 class Settings:
     """Every hyperparameter of a model; serialised to ``settings.json`` beside the weights."""
@@ -175,11 +271,26 @@ class Settings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Settings:
-        """Rebuild from ``to_dict`` output; unknown keys (from a newer version) are kept in ``extra``."""
+    def from_dict(cls, data: dict[str, Any], source: str | os.PathLike | None = None) -> Settings:
+        """Rebuild from ``to_dict`` output; unknown keys (from a newer version) are kept in ``extra``.
+
+        Args:
+            data: the mapping, e.g. a saved ``settings.json``.
+            source: the file ``data`` came from. When given, every value is checked as its setter checks it, and
+                errors name the key and this file.
+
+        Raises:
+            TypeError, ValueError: (with ``source``) ``data`` is not a mapping, or a value the setter would refuse.
+        """
+        if source is not None and not isinstance(data, dict):
+            raise TypeError(
+                f"Saved settings '{source}' hold {type(data).__name__}, not a JSON object of settings."
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         known = {k: v for k, v in data.items() if k in names}
-        unknown = {k: v for k, v in data.items() if k not in names}
+        unknown = {k: v for k, v in data.items() if k not in names and k != ARCHITECTURE_DIGEST}
+        if source is not None:
+            known = {key: _checked_saved(key, value, source) for key, value in known.items()}
         settings = cls(**known)
         settings.extra.update(unknown)
         return settings
@@ -191,3 +302,20 @@ class Settings:
     @property
     def binary(self) -> bool:
         return self.num_classes == 2
+
+
+def _checked_saved(key: str, value: Any, source: str | os.PathLike) -> Any:
+    """A value read from a saved settings file, checked by its setter's rule; errors name the key and file."""
+    if key == "extra":
+        if not isinstance(value, dict):
+            raise TypeError(
+                f"Saved settings '{source}': key `extra` must be a JSON object, received {value!r}."
+            )
+        return value
+    try:
+        return check_setting(key, value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(
+            f"Saved settings '{source}' are not valid: {exc} Correct the key `{key}` in that file "
+            "(or save the state again from the script that trained it)."
+        ) from None

@@ -9,22 +9,33 @@ A state directory holds:
     settings.json       every hyperparameter
     split.json          the train/validation/test partition by file name
     checkpoint.pt       (optional) optimiser/scheduler state and epoch, for resuming
+    .dpp-training.lock  held by the training run writing into the folder (one at a time)
+
+The weights' metadata and settings.json carry the digest of architecture.json, so a state is only ever loaded
+as one save, never as the weights of one run with the architecture of another.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from deepplantphenomics.layers import comparable_spec
 from deepplantphenomics.network import layer_label
+
+# The key tying model.safetensors (metadata) and settings.json to the architecture.json they were saved with.
+from deepplantphenomics.settings import ARCHITECTURE_DIGEST
 
 WEIGHTS = "model.safetensors"
 ARCHITECTURE = "architecture.json"
@@ -34,12 +45,36 @@ CHECKPOINT = "checkpoint.pt"
 FORMAT_VERSION = 1
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """Whether a failed write ran out of space: OSError ENOSPC/EDQUOT, safetensors' wrapped 'os error 28', or
+    torch.save's short-write check (which reports neither errno nor cause)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc)
+    if isinstance(exc, SafetensorError):
+        return f"os error {errno.ENOSPC}" in text or "No space left" in text
+    return isinstance(exc, RuntimeError) and "unexpected pos" in text and "inline_container" in text
+
+
 def _atomic(path: Path, write) -> None:
+    """Run ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    Raises:
+        OSError: "No space left on device while writing '<path>'" when the disk (or quota) is full; ``path``
+            keeps its previous content.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except (OSError, RuntimeError, SafetensorError) as exc:
+            if not _disk_full(exc):
+                raise
+            full = OSError(f"No space left on device while writing '{path}'; its previous version is kept.")
+            full.errno = errno.ENOSPC
+            raise full from exc
         # mkstemp creates 0600 files; give the state the permissions any new file would get (umask applies),
         # so colleagues on a shared server can read a model folder.
         umask = os.umask(0)
@@ -142,3 +177,193 @@ def load_state_dict_checked(network: torch.nn.Module, weights: dict[str, torch.T
     if extra:
         raise ValueError(f"Weights file '{path}' has tensors the network lacks, e.g. '{extra[0]}'.")
     network.load_state_dict(weights)
+
+
+# ----------------------------------------------------------------------------------- one state, one writer
+LOCK = ".dpp-training.lock"
+
+
+class SaveDirInUseError(RuntimeError):
+    """Another training run holds the save_dir."""
+
+
+class SaveDirLock:
+    """An exclusive lock on a state folder, held by one training run at a time.
+
+    It is an OS lock (``flock`` on ``save_dir/.dpp-training.lock``; ``msvcrt.locking`` on Windows) held through an
+    open file, so the OS releases it when the process ends however it ends (kill -9 included): a crashed run never
+    leaves the folder locked. The lock file itself stays (it says who last trained there).
+    """
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / LOCK
+        self._handle = None
+
+    def acquire(self) -> SaveDirLock:
+        """Take the lock, or raise at once.
+
+        Raises:
+            SaveDirInUseError: another process (or another model in this one) is training into the folder.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open as long as the lock
+        try:
+            _lock_file(handle)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise SaveDirInUseError(
+                f"Another training run is using save_dir '{self.directory}' ({holder}). Two runs in one folder "
+                "would overwrite each other's model: wait for that run to finish, or give this one another "
+                "save_dir. (The lock is released when that process ends, even if it crashes.)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(
+            f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        )
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file releases the lock
+            self._handle = None
+
+    def __enter__(self) -> SaveDirLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _lock_file(handle) -> None:
+    """Lock an open file without waiting; OSError when someone else holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def architecture_digest(architecture: dict[str, Any]) -> str:
+    """SHA-256 of the architecture's content (key order and indentation do not matter)."""
+    text = json.dumps(architecture, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def save_state_files(
+    directory: str | os.PathLike,
+    architecture: dict[str, Any],
+    settings: dict[str, Any],
+    network: torch.nn.Module,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Write architecture.json, settings.json and model.safetensors, each atomically, tied together.
+
+    The weights' metadata and settings.json record the digest of the architecture they belong to, so a reader
+    that catches a save half done (or a folder left holding files of two runs) can tell; see
+    ``read_state_files``.
+    """
+    directory = Path(directory)
+    digest = architecture_digest(architecture)
+    write_json(directory / ARCHITECTURE, architecture)
+    write_json(directory / SETTINGS, {**settings, ARCHITECTURE_DIGEST: digest})
+    save_weights(directory / WEIGHTS, network, {**(metadata or {}), ARCHITECTURE_DIGEST: digest})
+
+
+def read_state_files(
+    directory: str | os.PathLike, attempts: int = 25, wait: float = 0.2, with_settings: bool = True
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Tensor]]:
+    """(architecture, settings, weights) of one save, never parts of two.
+
+    Files written before the digest existed are taken as they are. When the digests differ, a save is under way
+    (or was cut off): the files are read again, for up to ``attempts * wait`` seconds. With
+    ``with_settings=False`` settings.json is not read (an empty dict is returned in its place).
+
+    Raises:
+        FileNotFoundError: a file is missing (named).
+        ValueError: a file is corrupt, or the files stay from different saves (named).
+    """
+    directory = Path(directory)
+    problem = ""
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(wait)
+        architecture = read_json(directory / ARCHITECTURE)
+        settings = read_json(directory / SETTINGS) if with_settings else {}
+        weights, metadata = load_weights_with_metadata(directory / WEIGHTS)
+        if not isinstance(architecture, dict) or not isinstance(settings, dict):
+            return architecture, settings, weights  # the caller names what is wrong with them
+        digest = architecture_digest(architecture)
+        saved = {
+            SETTINGS: settings.pop(ARCHITECTURE_DIGEST, None),
+            WEIGHTS: metadata.get(ARCHITECTURE_DIGEST),
+        }
+        stale = [name for name, value in saved.items() if value is not None and value != digest]
+        if not stale:
+            return architecture, settings, weights
+        problem = (
+            f"The saved state in '{directory}' mixes files of different saves: {' and '.join(stale)} belong to "
+            f"another network than {ARCHITECTURE} (a save by another run was cut off, or files were copied "
+            "in from elsewhere). Save or train the model into this folder again, or restore the files together."
+        )
+    raise ValueError(problem)
+
+
+def load_weights_with_metadata(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, read through one open file (so from one version of it)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Saved state is missing its weights file '{path}'.")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"Weights file '{path}' is corrupt or truncated: {exc}") from None
+
+
+def check_settings_match(settings: Any, architecture: dict[str, Any], directory: Path) -> None:
+    """Raise ValueError naming the key when settings.json disagrees with the network in architecture.json.
+
+    Args:
+        settings: the ``Settings`` read from settings.json (already checked value by value).
+        architecture: the parsed architecture.json.
+        directory: the state folder, for the message.
+    """
+    depth, height, width = (list(architecture.get("input_shape") or []) + [None, None, None])[:3]
+    patching = settings.patch_height is not None
+    size_keys = ("patch_height", "patch_width") if patching else ("image_height", "image_width")
+    expected = {"image_depth": depth, size_keys[0]: height, size_keys[1]: width}
+    if "num_classes" in architecture:
+        expected["num_classes"] = architecture["num_classes"]
+    preprocessing = architecture.get("preprocessing") or {}
+    for key, saved_key in (
+        ("input_normalization", "normalization"),
+        ("resize_images", "resize_images"),
+        ("crop_or_pad_images", "crop_or_pad_images"),
+    ):
+        if saved_key in preprocessing:
+            expected[key] = preprocessing[saved_key]
+    for key, value in expected.items():
+        if getattr(settings, key) != value:
+            raise ValueError(
+                f"Saved settings '{directory / SETTINGS}' do not match the network in '{directory / ARCHITECTURE}': "
+                f"`{key}` is {getattr(settings, key)!r} but the network was built for {value!r}. Correct `{key}` "
+                f"in {SETTINGS} (or save the state again from the script that trained it)."
+            )
+    out_channels = architecture.get("out_channels")
+    if out_channels is not None and out_channels != (
+        1 if settings.num_classes == 2 else settings.num_classes
+    ):
+        raise ValueError(
+            f"Saved settings '{directory / SETTINGS}' do not match the network in '{directory / ARCHITECTURE}': "
+            f"`num_classes` is {settings.num_classes} but the network has {out_channels} output channel(s)."
+        )

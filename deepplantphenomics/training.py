@@ -225,6 +225,32 @@ class TrainingInterrupted(KeyboardInterrupt):
         return 128 + int(self.signal)
 
 
+@contextlib.contextmanager
+def hold_save_dir(save_dir: Path):
+    """Hold ``save_dir`` for this training run: a second run into the same folder is refused at once.
+
+    Under torchrun rank 0 (the rank that writes) takes the lock and every rank learns whether it got it, so all
+    of them stop together.
+
+    Raises:
+        state.SaveDirInUseError: (a RuntimeError) another run holds the folder; the message names it.
+    """
+    lock, refused = None, None
+    if distributed.is_main():
+        try:
+            lock = state.SaveDirLock(save_dir).acquire()
+        except state.SaveDirInUseError as exc:
+            refused = str(exc)
+    refused = distributed.broadcast_object(refused)
+    if refused is not None:
+        raise state.SaveDirInUseError(refused)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 class _StopRequest:
     """Turns SIGINT/SIGTERM into a flag checked after each batch, so the batch finishes and state is saved."""
 
