@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import gc
 import os
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -34,13 +35,29 @@ def initialize() -> bool:
     if cuda:
         torch.cuda.set_device(local_rank())
     dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=datetime.timedelta(minutes=30))
-    atexit.register(_shutdown)
+    atexit.register(shutdown)
     return True
 
 
-def _shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
+def shutdown() -> None:
+    """Leave the process group in order, while the interpreter is still whole (safe to call twice).
+
+    ``initialize`` registers this with ``atexit``. A process that left the group to interpreter teardown could end
+    with SIGABRT ("terminate called without an active exception") after all its work was done: objects that hold
+    the group (a DistributedDataParallel wrapper in a reference cycle, pending work handles) were freed only then,
+    and their C++ destructors joined gloo/nccl threads and released tensors while Python was being torn down. So
+    those objects are collected first, then the group is destroyed (which closes its connections, worker threads
+    and store client), then what it left is collected too.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    gc.collect()
+    try:
+        if torch.cuda.is_available() and dist.get_backend() == "nccl":
+            torch.cuda.synchronize()  # no kernel still uses a buffer the group is about to free
         dist.destroy_process_group()
+    finally:
+        gc.collect()
 
 
 def active() -> bool:

@@ -461,6 +461,9 @@ class TrainingRun:
                             self._write_metrics_csv()
                         distributed.barrier()
                         self.global_step = step
+                        # The traceback keeps this frame alive: let go of the DDP wrapper (and through it the
+                        # process group) now, not at interpreter teardown (see distributed.shutdown).
+                        del trainee
                         # The rank that got no signal stops with the signal of the one that did.
                         signum = stop.signal if stop.signal is not None else signal.SIGINT
                         raise TrainingInterrupted(signum, self.save_dir, epoch + 1, b + 1)

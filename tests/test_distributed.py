@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -124,3 +125,28 @@ def test_torchrun_sharded_segment_writes_one_row_per_image(tmp_path):
     assert [line.split(",")[0] for line in lines[1:]] == files  # exactly one row per image, in input order
     assert not list(out.glob(".results.csv.rank*"))  # the per-rank parts were merged and removed
     assert len(list(out.glob("*_mask.png"))) == 7
+
+
+def _bench_module(name: str):
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
+def test_two_nodes_on_one_host_exit_cleanly_run_after_run(tmp_path):
+    """Issue 20.16: `torchrun --nnodes=2 --node_rank=0/1` on one host; every run exits 0 on both nodes.
+
+    DPP_DISTRIBUTED_EXIT_RUNS sets how many runs (default 5; `python bench/distributed_exit.py --runs 20` is the
+    acceptance loop, figure in docs/benchmarks.md).
+    """
+    bench = _bench_module("distributed_exit")
+    images, masks = write_synthetic_dataset(tmp_path / "data", 20, 48, 48, seed=11)
+    runs = int(os.environ.get("DPP_DISTRIBUTED_EXIT_RUNS", "5"))
+    results = [bench.run_once(tmp_path, images, masks, index) for index in range(runs)]
+    unclean = [r for r in results if r["codes"] != [0, 0] or not r["loads"]]
+    assert not unclean, unclean
