@@ -24,6 +24,7 @@ import os
 import socket
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +211,17 @@ class SaveDirLock:
         handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open as long as the lock
         try:
             _lock_file(handle)
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                # The file system cannot lock (some network mounts): train, but say what is not guarded.
+                handle.close()
+                warnings.warn(
+                    f"Cannot lock save_dir '{self.directory}' ({exc.strerror}): a second training run into it would "
+                    "not be refused.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return self
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
