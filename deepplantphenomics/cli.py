@@ -24,7 +24,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from deepplantphenomics import distributed
-from deepplantphenomics.data.io import IMAGE_EXTENSIONS, is_image_file, read_binary_mask, read_image
+from deepplantphenomics.data.io import (
+    IGNORE_INDEX,
+    IMAGE_EXTENSIONS,
+    image_files,
+    not_found,
+    read_binary_mask,
+    read_image,
+)
 from deepplantphenomics.model import __version__
 from deepplantphenomics.postprocess import apply_mask, overlay_mask, to_uint8_rgb
 
@@ -92,11 +99,15 @@ def _warn(message: str) -> None:
 
 
 # ============================================================================ inputs and output names
-def expand_inputs(items: Sequence[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files from command-line arguments: folders expand to their image files (sorted, not recursive).
+def expand_inputs(
+    items: Sequence[str | os.PathLike], recursive: bool = False
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files from command-line arguments: folders expand to their image files (sorted; sub-folders too with
+    ``recursive``).
 
     Args:
         items: file and folder paths as given.
+        recursive: include the image files of sub-folders.
 
     Returns:
         (files in argument order without repeats, [(path, message)] for arguments that are missing or are
@@ -115,15 +126,18 @@ def expand_inputs(items: Sequence[str | os.PathLike]) -> tuple[list[Path], list[
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+            found = image_files(path, recursive)
             if not found:
-                problems.append((path, f"Folder '{path}' holds no images ({', '.join(IMAGE_EXTENSIONS)})."))
+                hint = "" if recursive else " (--recursive includes sub-folders)"
+                problems.append(
+                    (path, f"Folder '{path}' holds no images ({', '.join(IMAGE_EXTENSIONS)}){hint}.")
+                )
             for p in found:
                 add(p)
         elif path.is_file():
             add(path)
         else:
-            problems.append((path, f"Image file not found: '{path}'."))
+            problems.append((path, str(not_found(path))))
     return files, problems
 
 
@@ -417,8 +431,13 @@ def main() -> None:
     show_default=True,
     help="Images processed together.",
 )
+@click.option(
+    "--recursive", is_flag=True, help="Folders also give the images of their sub-folders (sorted by path)."
+)
 @click.option("--report", is_flag=True, help="Also write report.html: overlays and figures of every image.")
-def segment(images: tuple[Path, ...], out_dir: Path, method: str, batch_size: int, report: bool) -> None:
+def segment(
+    images: tuple[Path, ...], out_dir: Path, method: str, batch_size: int, recursive: bool, report: bool
+) -> None:
     """Segment plants in IMAGES (files or folders of images) without training.
 
     Writes, per image, STEM_mask.png (0/255), STEM_cutout.png (the image with the background set to 0)
@@ -427,7 +446,7 @@ def segment(images: tuple[Path, ...], out_dir: Path, method: str, batch_size: in
     With --report, also report.html: one page with every overlay and plant fraction, sortable.
     """
     method = method.lower()
-    files, problems = expand_inputs(images)
+    files, problems = expand_inputs(images, recursive)
     sharded = distributed.initialize()  # under torchrun: each rank segments every N-th file
     if distributed.is_main():
         _report_problems(problems)
@@ -543,7 +562,14 @@ def _format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
     "masks_dir",
     required=True,
     type=click.Path(path_type=Path),
-    help="Folder of true masks (0 = background, > 127 or 1 = plant), paired with the images by name.",
+    help="Folder of true masks (0 = background, > 127 or 1 = plant), paired with the images by name or "
+    "name suffix (a_mask.png); may be the --images folder.",
+)
+@click.option(
+    "--mask-suffix",
+    default=None,
+    help="The end of a mask's name after its image's (a-m.png for a.jpg: -m), when it is not one of _mask, "
+    "_masks, _fg, _label, _labels, _seg, _gt, _annotation.",
 )
 @click.option(
     "--method",
@@ -576,6 +602,7 @@ def _format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
 def evaluate(
     images_dir: Path,
     masks_dir: Path,
+    mask_suffix: str | None,
     method: str,
     state_dir: Path | None,
     csv_path: Path | None,
@@ -586,7 +613,8 @@ def evaluate(
 ) -> None:
     """Score a method (or a trained model) against true masks: Dice, IoU, precision, recall per image.
 
-    Images and masks are paired by file name, or by name stem (plant_01.jpg with plant_01.png). The last row
+    Images and masks are paired by file name, or by name stem (plant_01.jpg with plant_01.png), else by one
+    mask-name suffix for the folder (plant_01_mask.png; --mask-suffix for others). The last row
     is the mean over the images. With --report --out DIR, also DIR/report.html: every image's overlay
     (prediction tinted, true mask outlined) and scores, worst first, sortable.
     """
@@ -602,7 +630,7 @@ def evaluate(
         raise click.UsageError(
             "--threshold applies to a trained model (--state); tool methods cut as documented."
         )
-    pairs, _ = pair_files(images_dir, masks_dir, ("--images", "--masks"))
+    pairs, _ = pair_files(images_dir, masks_dir, ("--images", "--masks", "--mask-suffix"), mask_suffix)
     if state_dir is not None:
         model, settings = _load_trained(state_dir)
         if settings.num_classes != 2:
@@ -629,9 +657,10 @@ def evaluate(
                 f"Mask '{truth_of[path]}' is {truth.shape[0]}x{truth.shape[1]} but image '{path}' is "
                 f"{image.shape[0]}x{image.shape[1]}."
             )
-        rows.append((path.name, binary_scores(mask, truth)))
+        scored = truth != IGNORE_INDEX  # 255 in a 0/1/255 mask: pixels the truth leaves out
+        rows.append((path.name, binary_scores(mask[scored], truth[scored])))
         if page is not None:
-            page.add(path.name, image, mask, truth=truth)
+            page.add(path.name, image, mask, truth=truth == 1)
 
     failed = _process([image for image, _ in pairs], batch_size, predict, handle, "evaluate")
     if rows:
@@ -687,12 +716,16 @@ def train(config: Path, resume: bool) -> None:
     help="Binary models: 'dpp' (default; DPP's rule, each probability map cut at the middle of its own "
     "min-max range), 'otsu', or a number in (0, 1) such as 0.5 (best when some images hold no plant).",
 )
+@click.option(
+    "--recursive", is_flag=True, help="Folders also give the images of their sub-folders (sorted by path)."
+)
 def predict(
     state_dir: Path,
     images: tuple[Path, ...],
     out_dir: Path,
     batch_size: int,
     threshold: float | str | None,
+    recursive: bool,
 ) -> None:
     """Masks from a trained model (STATE_DIR, a save_dir) for IMAGES (files or folders).
 
@@ -701,7 +734,7 @@ def predict(
     """
     model, settings = _load_trained(state_dir)
     num_classes = settings.num_classes
-    files, problems = expand_inputs(images)
+    files, problems = expand_inputs(images, recursive)
     _report_problems(problems)
     out_dir.mkdir(parents=True, exist_ok=True)
     stems = dict(zip(files, output_stems(files)))

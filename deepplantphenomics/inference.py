@@ -21,16 +21,39 @@ from deepplantphenomics.data.dataset import (
     pixel_statistics,
     to_tensor_image,
 )
-from deepplantphenomics.data.io import match_depth, pixel_scale, read_image, read_image_into
+from deepplantphenomics.data.io import (
+    IMAGE_EXTENSIONS,
+    image_files,
+    match_depth,
+    not_found,
+    pixel_scale,
+    read_image,
+    read_image_into,
+)
 from deepplantphenomics.data.patches import predict_tiled
 from deepplantphenomics.runtime import mapped_allocations, prepare_input, prepare_module, tune_allocator
-from deepplantphenomics.settings import Settings
+from deepplantphenomics.settings import Settings, check_bool
 
 
 def check_files(
-    files: Sequence[str | os.PathLike] | str | os.PathLike, argument: str = "files"
+    files: Sequence[str | os.PathLike] | str | os.PathLike, argument: str = "files", recursive: bool = False
 ) -> list[Path]:
-    """Normalise a file or list of files; a missing file raises FileNotFoundError naming it."""
+    """Image files from a path or list of paths; a folder stands for its image files, sorted.
+
+    Args:
+        files: file and folder paths (or one path).
+        argument: the caller's name for ``files``, used in error messages.
+        recursive: folders also give the image files of their sub-folders.
+
+    Returns:
+        The files, in input order (each folder's sorted, as ``dpp segment`` lists them).
+
+    Raises:
+        TypeError: ``files`` is not a path or a list of paths, ``recursive`` not a bool.
+        FileNotFoundError: "No such file or folder", naming the path.
+        ValueError: an empty list, or a folder without image files (named).
+    """
+    recursive = check_bool("recursive", recursive)
     if isinstance(files, (str, os.PathLike)):
         files = [files]
     if not isinstance(files, Sequence) or isinstance(files, (bytes, bytearray)):
@@ -44,9 +67,18 @@ def check_files(
                 f"Invalid value for argument `{argument}`: expected file paths, received {item!r}."
             )
         path = Path(item)
-        if not path.is_file():
-            raise FileNotFoundError(f"Image file not found: '{path}'.")
-        paths.append(path)
+        if path.is_dir():
+            found = image_files(path, recursive)
+            if not found:
+                raise ValueError(
+                    f"Folder '{path}' given in `{argument}` holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+                    + ("." if recursive else "; pass recursive=True to include its sub-folders.")
+                )
+            paths.extend(found)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise not_found(path)
     if not paths:
         raise ValueError(f"Invalid value for argument `{argument}`: expected at least one file, received [].")
     return paths

@@ -28,7 +28,8 @@ from deepplantphenomics.data.dataset import (
     image_statistics,
     load_pairs,
     make_split,
-    pair_files,
+    mode_counts,
+    pair_folders,
     reuse_split,
     stack,
 )
@@ -549,26 +550,41 @@ class SemanticSegmentationModel:
 
     # ================================================================== data (API.md section 5)
     def load_dataset_from_directory_with_segmentation_masks(
-        self, dirname: str | os.PathLike, seg_dirname: str | os.PathLike
+        self, dirname: str | os.PathLike, seg_dirname: str | os.PathLike, mask_suffix: str | None = None
     ) -> None:
-        """Pair images in ``dirname`` with masks in ``seg_dirname`` by file name (or name stem).
+        """Pair images in ``dirname`` with masks in ``seg_dirname`` (the same folder is allowed).
+
+        By file name or name stem, else by one mask-name suffix for the whole folder (``001.png`` with
+        ``001_mask.png``: ``_mask``, ``_masks``, ``_fg``, ``_label``, ``_labels``, ``_seg``, ``_gt``,
+        ``_annotation``; photos may carry ``_rgb``, ``_img`` or ``_image``); the debug log says which.
+
+        Args:
+            dirname: folder of images.
+            seg_dirname: folder of masks.
+            mask_suffix: any other mask-name suffix (``'-m'`` for ``a-m.png`` beside ``a.jpg``); None finds it.
 
         Raises:
             FileNotFoundError: a folder does not exist.
-            ValueError: an image without a mask or a mask without an image (named), an empty folder, an
-                ambiguous name stem.
+            ValueError: an image without a mask or a mask without an image (named, with the suffix the names
+                suggest), an empty folder, an ambiguous name or convention.
         """
-        self._load_pairs(dirname, seg_dirname, ("dirname", "seg_dirname"))
+        self._load_pairs(dirname, seg_dirname, ("dirname", "seg_dirname", "mask_suffix"), mask_suffix)
 
     def _load_pairs(
-        self, dirname: str | os.PathLike, seg_dirname: str | os.PathLike, arguments: tuple[str, str]
+        self,
+        dirname: str | os.PathLike,
+        seg_dirname: str | os.PathLike,
+        arguments: tuple[str, ...],
+        mask_suffix: str | None = None,
     ) -> None:
-        """The loader behind the public method; ``arguments`` names the two folders in error messages (the
-        TOML config passes its own keys)."""
-        self._pairs, self._skipped_files = pair_files(dirname, seg_dirname, arguments)
+        """The loader behind the public method; ``arguments`` names the two folders and the suffix in error
+        messages (the TOML config passes its own keys)."""
+        pairing = pair_folders(dirname, seg_dirname, arguments, mask_suffix)
+        self._pairs, self._skipped_files = pairing.pairs, pairing.skipped
         self._changed()
         self._log(
-            f"Found {len(self._pairs)} image/mask pairs in '{dirname}' and '{seg_dirname}'"
+            f"Found {len(self._pairs)} image/mask pairs in '{dirname}' and '{seg_dirname}', paired by "
+            f"{pairing.convention}"
             + (f" ({self._skipped_files} non-image entries skipped)" if self._skipped_files else "")
         )
 
@@ -589,7 +605,14 @@ class SemanticSegmentationModel:
         return self._data_cache["decoded"]
 
     def _report_load(self, report: LoadReport, masks: list[torch.Tensor]) -> None:
-        self._log(f"Decoded {report.pairs} image/mask pairs")
+        self._log(
+            f"Decoded {report.pairs} image/mask pairs; images by colour mode: {mode_counts(report.modes)}"
+        )
+        if report.ignore_masks:
+            self._log(
+                f"{report.ignore_masks} mask(s) hold exactly the values 0, 1 and 255: read as 0 = background, "
+                "1 = foreground, 255 = ignore"
+            )
         if report.zero_one_masks:
             self._log(
                 f"{report.zero_one_masks} mask(s) hold only the values 0 and 1: read as 0 = background, "
@@ -880,31 +903,38 @@ class SemanticSegmentationModel:
         return metrics
 
     # ================================================================== inference
-    def forward_pass_with_file_inputs(self, images: list[str | os.PathLike]) -> np.ndarray:
+    def forward_pass_with_file_inputs(
+        self, images: list[str | os.PathLike] | str | os.PathLike, recursive: bool = False
+    ) -> np.ndarray:
         """Probabilities for image files.
 
         Args:
-            images: image file paths.
+            images: image file paths; a folder stands for its image files, sorted.
+            recursive: folders also give the image files of their sub-folders.
 
         Returns:
             float32 (N, H, W, 1) foreground probabilities for binary models, (N, H, W, C) class probabilities for
             multi-class; H, W = the network size, or each image's own size with a patch size (a list of arrays
             when those sizes differ).
         """
-        return stack_or_list(self._predict(images))
+        return stack_or_list(self._predict(images, "images", recursive))
 
     def forward_pass_with_interpreted_outputs(
-        self, x: list[str | os.PathLike], threshold: float | str | None = None
+        self,
+        x: list[str | os.PathLike] | str | os.PathLike,
+        threshold: float | str | None = None,
+        recursive: bool = False,
     ) -> np.ndarray:
         """Masks for image files ``x`` (DPP's argument name).
 
         Args:
-            x: Image files.
+            x: Image files; a folder stands for its image files, sorted.
             threshold: Binary models only. None (default) applies DPP's rule: each probability map is
                 stretched to its own [min, max] range and cut at the middle, so an under-trained model that
                 is not yet confident (every p < 0.5) still gives masks, but an image with no plant at all
                 still gets some foreground. A float t in (0, 1) cuts at ``p > t`` (0.5 suits images that
                 may hold no plant); 'otsu' uses Otsu's threshold of each map.
+            recursive: folders also give the image files of their sub-folders.
 
         Returns:
             uint8 (N, H, W): 0/255 for binary models, class indices (arg-max) for multi-class ones.
@@ -913,11 +943,13 @@ class SemanticSegmentationModel:
             TypeError, ValueError: ``threshold`` is not None, 'otsu' or a float in (0, 1).
         """
         threshold = check_mask_threshold("threshold", threshold)
-        return stack_or_list([interpret(p, threshold) for p in self._predict(x, "x")])
+        return stack_or_list([interpret(p, threshold) for p in self._predict(x, "x", recursive)])
 
-    def _predict(self, images: list[str | os.PathLike], argument: str = "images") -> list[np.ndarray]:
+    def _predict(
+        self, images: list[str | os.PathLike] | str | os.PathLike, argument: str, recursive: bool
+    ) -> list[np.ndarray]:
         """Per-file probabilities; under torchrun each rank predicts its share and all ranks get every result."""
-        files = check_files(images, argument)
+        files = check_files(images, argument, recursive)
         if distributed.initialize() and self._device.type == "cpu":
             self._device = choose_device(self._settings)
         network = prepare_module(self._build_network(), self._device)
