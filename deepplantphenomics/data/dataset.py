@@ -149,11 +149,12 @@ def pair_folders(
     results = {c: _pair_by_suffix(images, masks, c, same, images_dir, masks_dir) for c in conventions}
     fitting = [c for c, (pairs, problems) in results.items() if pairs and not problems]
     if len(fitting) == 1:
-        return Pairing(results[fitting[0]][0], skipped, _describe(fitting[0]))
+        pairs = results[fitting[0]][0]
+        return Pairing(pairs, skipped, _describe(fitting[0], pairs[0]))
     if fitting:
         raise ValueError(
             "Cannot pair images with masks: the file names fit several conventions ("
-            + ", ".join(_describe(c) for c in fitting)
+            + "; ".join(_describe(c, results[c][0][0]) for c in fitting)
             + f"); pass {_option(names[2], fitting[0][1])} to choose one."
         )
     raise ValueError(_pairing_failure(images, masks, same, baseline, results, names, images_dir))
@@ -174,9 +175,11 @@ def _check_suffix(value: object, argument: str) -> str | None:
     return value
 
 
-def _describe(convention: tuple[str, str]) -> str:
+def _describe(convention: tuple[str, str], example: tuple[Path, Path] | None = None) -> str:
+    """'mask suffix '_mask'' (with the photo suffix when there is one), and an example pair when given."""
     photo, mask = convention
-    return f"'plant{photo}.png' with 'plant{mask}.png'"
+    text = (f"photo suffix '{photo}' and " if photo else "") + f"mask suffix '{mask}'"
+    return text + (f" (e.g. '{example[0].name}' with '{example[1].name}')" if example else "")
 
 
 def _option(argument: str, suffix: str) -> str:
@@ -333,7 +336,7 @@ def _pairing_failure(
     if baseline is not None and len(baseline[0]) >= len(results[best][0]):
         lines += baseline[1]
     elif results[best][0]:
-        lines += [f"pairing {_describe(best)}: {problem}" for problem in results[best][1]]
+        lines += [f"by {_describe(best)}: {problem}" for problem in results[best][1]]
     elif baseline is None and not same:
         lines += [f"no mask name ends with {best[1]!r}"] + results[best][1]
     seen = _seen_suffixes(images, masks)
