@@ -204,7 +204,7 @@ def _decode_tiff(path: Path, mask: bool) -> tuple[np.ndarray, str]:
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        page = tif.pages.first
+        page = tif.pages[0]
         array = np.asarray(series.asarray())
         axes = series.axes
         photometric = int(page.photometric)
