@@ -176,6 +176,16 @@ def test_planar_rgb_tiff_reads_as_the_interleaved_one(tmp_path, dtype):
     assert image_size(tmp_path / "planar.tif") == (16, 96)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_min_is_white_tiff_is_inverted_as_viewers_show_it(tmp_path, dtype):
+    top = np.iinfo(dtype).max
+    tifffile.imwrite(tmp_path / "w.tif", np.array([[0, 200]], dtype), photometric="miniswhite")
+    assert read_image(tmp_path / "w.tif")[:, :, 0].tolist() == [[top, top - 200]]
+    bilevel = np.array([[True, False]])  # a scanned mask: plant stored as 1 = black
+    tifffile.imwrite(tmp_path / "b.tif", bilevel, photometric="miniswhite")
+    assert read_binary_mask(tmp_path / "b.tif")[0].tolist() == [[0, 1]]
+
+
 # ------------------------------------------------------------------------------------- 20.3 float TIFF, inf/NaN
 def test_float_tiff_with_inf_and_nan_is_scaled_by_its_finite_values(tmp_path):
     values = np.array([[0.0, 0.5, 1.0, 2.0, np.inf, np.nan, -np.inf]], dtype=np.float32)

@@ -80,6 +80,7 @@ MODE_CONVERSIONS = {
     "YCbCr": "YCbCr converted to RGB",
 }
 # TIFF photometric interpretations that need converting (TIFF 6.0 tag 262).
+_PHOTOMETRIC_MINISWHITE = 0  # grey stored inverted (scanners, fax-style bilevel TIFFs)
 _PHOTOMETRIC_PALETTE = 3
 _PHOTOMETRIC_SEPARATED = 5  # CMYK
 
@@ -199,7 +200,8 @@ def _cmyk_to_rgb(array: np.ndarray) -> np.ndarray:
 
 
 def _decode_tiff(path: Path, mask: bool) -> tuple[np.ndarray, str]:
-    """A TIFF's first image via tifffile: planar layouts interleaved, CMYK and palette photos as RGB, upright."""
+    """A TIFF's first image via tifffile: planar layouts interleaved, CMYK and palette photos as RGB,
+    min-is-white grey inverted, upright."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
@@ -215,6 +217,10 @@ def _decode_tiff(path: Path, mask: bool) -> tuple[np.ndarray, str]:
         array = np.moveaxis(array, -3, -1)
     channels = array.shape[2] if array.ndim == 3 else 1
     label = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}.get(channels, f"{channels} channels")
+    if photometric == _PHOTOMETRIC_MINISWHITE and array.dtype == np.bool_:
+        array = ~array
+    elif photometric == _PHOTOMETRIC_MINISWHITE and np.issubdtype(array.dtype, np.unsignedinteger):
+        array = np.iinfo(array.dtype).max - array  # 0 is white: shown as a viewer shows it
     if photometric == _PHOTOMETRIC_SEPARATED and channels >= 4:
         array, label = _cmyk_to_rgb(array), "CMYK"
     elif photometric == _PHOTOMETRIC_PALETTE and colormap is not None and array.ndim == 2:
