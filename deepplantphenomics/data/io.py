@@ -476,6 +476,15 @@ def _half(values: np.ndarray) -> int:
     return 127 if values.size == 0 or int(values.max()) <= 255 else 32767
 
 
+def _only_0_1_255(values: np.ndarray) -> bool:
+    """True when ``values`` holds exactly 0, 1 and 255 (a 0/1 mask with a 255 'void' band)."""
+    ones = values == 1
+    if not ones.any():  # the common 0/255 mask stops here, after one cheap pass
+        return False
+    zeros = values == 0
+    return bool(zeros.any()) and bool(np.all(ones | zeros | (values == IGNORE_INDEX)))
+
+
 def _read_mask_raw(path: str | os.PathLike, keep_alpha: bool) -> np.ndarray:
     """A mask file as (H, W, C) uint8/uint16: palette indices kept, upright, alpha kept on request."""
     path = Path(path)
@@ -505,10 +514,10 @@ def read_binary_mask(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
     """
     raw = _read_mask_raw(path, keep_alpha=True)
     alpha = raw[:, :, -1] if raw.shape[2] in (2, 4) else None
-    values = (raw[:, :, :-1] if alpha is not None else raw).max(axis=2)
+    colour = raw[:, :, :-1] if alpha is not None else raw
+    values = colour[:, :, 0] if colour.shape[2] == 1 else colour.max(axis=2)
     peak = int(values.max()) if values.size else 0
-    present = np.flatnonzero(np.bincount(values.reshape(-1), minlength=256)) if peak <= 255 else None
-    zero_one = peak == 1 or (present is not None and present.tolist() == [0, 1, IGNORE_INDEX])
+    zero_one = peak == 1 or (peak == IGNORE_INDEX and _only_0_1_255(values))
     mask = values.astype(np.uint8) if zero_one else (values > _half(values)).astype(np.uint8)
     if alpha is not None and alpha.size and alpha.min() != alpha.max():
         opaque = alpha > _half(alpha)
