@@ -367,8 +367,9 @@ def _record(
 
 
 def _orientation_from_x(orientation: float) -> float:
-    degrees = math.degrees(orientation) - 90.0  # from the row (y) axis to the x axis
-    degrees = -degrees  # image y points down: counter-clockwise as seen
+    # regionprops measures from the row (y) axis; from the x axis it is 90 degrees less, which with y
+    # pointing down is counter-clockwise as the photo is seen.
+    degrees = math.degrees(orientation) - 90.0
     while degrees <= -90.0:
         degrees += 180.0
     while degrees > 90.0:
