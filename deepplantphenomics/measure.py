@@ -49,6 +49,8 @@ __all__ = [
     "PLANT_COLUMNS",
     "Measurement",
     "cell_id",
+    "check_grid_fits",
+    "csv_value",
     "draw_plants",
     "measure_plants",
     "parse_cell_id",
@@ -171,7 +173,8 @@ def parse_grid(value: Any, argument: str = "grid") -> tuple[int, int] | str | No
     return check_int(f"{argument}[0] (rows)", value[0]), check_int(f"{argument}[1] (cols)", value[1])
 
 
-def _check_grid_fits(grid: tuple[int, int], height: int, width: int, argument: str) -> None:
+def check_grid_fits(grid: tuple[int, int], height: int, width: int, argument: str = "grid") -> None:
+    """Raise ValueError (naming ``argument``) when a (rows, cols) grid's cells are under 4 pixels on a side."""
     rows, cols = grid
     if height / rows < _MIN_CELL or width / cols < _MIN_CELL:
         raise ValueError(
@@ -408,7 +411,7 @@ def _plant_groups(
         grid = auto_grid(centroids, *mask.shape)
     if grid is None:
         return base, components, None
-    _check_grid_fits(grid, *mask.shape, "grid")
+    check_grid_fits(grid, *mask.shape)
     cells = _cell_index(*mask.shape, grid)
     # A label image's plants are kept whole; a binary mask's regions go to their cells.
     source = base if label_image else components
@@ -536,7 +539,8 @@ def plants(
 
 
 # ============================================================================ output
-def _csv_value(value: Any) -> str:
+def csv_value(value: Any) -> str:
+    """A record's value as written in the CSV: None empty, floats rounded to 4 decimals."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -568,7 +572,7 @@ def write_plants_csv(
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(columns)
-    writer.writerows([_csv_value(r.get(c)) for c in columns] for r in rows)
+    writer.writerows([csv_value(r.get(c)) for c in columns] for r in rows)
     return replace_file(path, text.getvalue().encode("utf-8"))
 
 
