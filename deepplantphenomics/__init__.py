@@ -1,7 +1,8 @@
 """Deep Plant Phenomics semantic segmentation, rebuilt on PyTorch.
 
 ``import deepplantphenomics as dpp``, then ``dpp.SemanticSegmentationModel``, ``dpp.load_model``,
-``dpp.tools`` and ``dpp.measure`` (per-plant phenotypes from masks, imported on first use). Every public name is described in docs/api.md.
+``dpp.tools`` and ``dpp.measure`` (per-plant phenotypes from masks, imported on first use). Every public
+name is described in docs/api.md.
 """
 
 from deepplantphenomics import tools
