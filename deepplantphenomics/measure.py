@@ -463,8 +463,9 @@ def measure_plants(
     regions = regionprops(labels)
     colour = _colour_stats(rgb, labels, len(regions))
     fg = labels > 0
-    pairs = np.unique(np.stack([labels[fg], components[fg]]), axis=1)
-    fragments = np.bincount(pairs[0], minlength=len(regions) + 1)
+    # Fragments per plant: distinct (plant, connected region) pairs, as one int64 key per pixel.
+    pairs = np.unique(labels[fg].astype(np.int64) * (int(components.max()) + 1) + components[fg])
+    fragments = np.bincount(pairs // (int(components.max()) + 1), minlength=len(regions) + 1)
     records = [_record(r, colour, int(fragments[r.label]), scale) for r in regions]
     # New label of each old one: the plant's position in the returned list, plus 1.
     new_label = np.zeros(len(regions) + 1, dtype=np.int32)
