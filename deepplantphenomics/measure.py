@@ -625,15 +625,15 @@ def draw_plants(image: np.ndarray, measurement: Measurement) -> np.ndarray:
         if not record["area_px"]:
             continue
         colour = tuple(int(c) for c in colours[(k - 1) % len(_PALETTE)])
-        # Above the plant, so the label does not hide it; below it when the plant touches the top edge.
-        above = record["bbox_y"] - 2
-        y, anchor = (above, "md") if above >= size else (record["bbox_y"] + record["height_px"] + 2, "ma")
+        # Above the plant, so the label does not hide it; at the top edge it overlaps the plant's top instead
+        # of going below it (where it would sit in the next pot).
+        y = max(record["bbox_y"] - 2, size)
         draw.text(
             (record["centroid_x"], y),
             record["plant"],
             fill=colour,
             font=font,
-            anchor=anchor,
+            anchor="md",
             stroke_width=2,
             stroke_fill=(0, 0, 0),
         )
