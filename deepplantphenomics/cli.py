@@ -930,6 +930,11 @@ def growth(plants_csv: Path, pattern: str | None, exif: bool, out_dir: Path) -> 
     png = growing.save_growth_plot(table, out_dir / growing.GROWTH_PNG, "days" if dated else "time")
     page = growing.write_growth_html(table, out_dir / growing.GROWTH_HTML, png, f"Growth: {plants_csv}")
     plants = len({entry["plant"] for entry in table})
+    if any(entry["row"] is None for entry in table):
+        click.echo(
+            "Note: plants measured without --grid are numbered P1, P2, ... in each photo's reading order, which "
+            "can change between photos; measure a series with --grid RxC for ids that follow each pot."
+        )
     click.echo(f"Growth of {plants} plant(s) at {len(set(times.values()))} time(s) in '{out_dir}'.")
     if png is None:
         click.echo("No growth.png: matplotlib is not installed (pip install 'deepplantphenomics[plots]').")

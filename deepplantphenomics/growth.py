@@ -48,6 +48,7 @@ GROWTH_COLUMNS = ("plant", "time", "timestamp", "file", "area_px", "area_mm2", "
 _REQUIRED = ("file", "plant", "area_px")
 # Dates and times that file names commonly hold, beyond what datetime.fromisoformat reads.
 _NAME_FORMATS = ("%Y%m%d_%H%M%S", "%Y%m%d-%H%M%S", "%Y-%m-%d_%H-%M-%S", "%Y-%m-%d_%H-%M", "%Y-%m-%d_%H%M")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _EXIF_IFD = 0x8769
 _EXIF_DATE_ORIGINAL = 0x9003
 _EXIF_DATE = 0x0132
@@ -77,10 +78,9 @@ def read_plants_csv(path: str | os.PathLike) -> list[dict[str, str]]:
 
 
 def _parse_time(text: str) -> float | datetime.datetime | None:
-    try:
+    """A plain number (3, 2.5), else a date or date-time; 8 digits that form a date (20240501) are a date."""
+    if _NUMBER.fullmatch(text) and not (len(text) == 8 and text.isdigit() and _as_date(text) is not None):
         return float(text)
-    except ValueError:
-        pass
     try:
         return datetime.datetime.fromisoformat(text)
     except ValueError:
@@ -91,6 +91,14 @@ def _parse_time(text: str) -> float | datetime.datetime | None:
         except ValueError:
             continue
     return None
+
+
+def _as_date(digits: str) -> datetime.datetime | None:
+    try:
+        value = datetime.datetime.strptime(digits, "%Y%m%d")
+    except ValueError:
+        return None
+    return value if 1900 <= value.year <= 2200 else None
 
 
 def time_from_name(name: str, pattern: str | re.Pattern[str]) -> float | datetime.datetime:
@@ -107,12 +115,12 @@ def time_from_name(name: str, pattern: str | re.Pattern[str]) -> float | datetim
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
     except re.error as exc:
         raise ValueError(
-            f"Invalid value for --time-from-name: {pattern!r} is not a regular expression ({exc})."
+            f"Invalid value for --time-from-name: '{pattern}' is not a regular expression ({exc})."
         ) from None
     base = Path(name).name
     match = regex.search(base)
     if match is None:
-        raise ValueError(f"--time-from-name {regex.pattern!r} does not match the file name '{base}'.")
+        raise ValueError(f"--time-from-name '{regex.pattern}' does not match the file name '{base}'.")
     if "time" in regex.groupindex:
         text = match.group("time")
     else:
@@ -120,7 +128,7 @@ def time_from_name(name: str, pattern: str | re.Pattern[str]) -> float | datetim
     value = _parse_time(text or "")
     if value is None:
         raise ValueError(
-            f"--time-from-name {regex.pattern!r} takes {text!r} from '{base}', which is neither a number nor a "
+            f"--time-from-name '{regex.pattern}' takes {text!r} from '{base}', which is neither a number nor a "
             "date (e.g. 3, 2024-05-01, 2024-05-01T09:30, 20240501_093000)."
         )
     return value

@@ -48,6 +48,7 @@ __all__ = [
     "MIN_AREA",
     "PLANT_COLUMNS",
     "Measurement",
+    "auto_grid",
     "cell_id",
     "check_grid_fits",
     "csv_value",
@@ -402,7 +403,10 @@ def _plant_groups(
     if label_image:
         if np.issubdtype(mask.dtype, np.floating) or (mask < 0).any():
             raise ValueError("Invalid value for argument `mask`: a label image holds non-negative integers.")
-        base = mask.astype(np.int64)
+        # Labels may be any integers (a labelling tool's ids): renumbered 1..n in order, so that tables
+        # indexed by label stay small.
+        values, inverse = np.unique(mask, return_inverse=True)
+        base = inverse.reshape(mask.shape).astype(np.int32) + (0 if values[0] == 0 else 1)
     else:
         base = _group_by_distance(fg, components, merge_distance)
     if grid == "auto":
@@ -467,7 +471,19 @@ def measure_plants(
     pairs = np.unique(labels[fg].astype(np.int64) * (int(components.max()) + 1) + components[fg])
     fragments = np.bincount(pairs // (int(components.max()) + 1), minlength=len(regions) + 1)
     records = [_record(r, colour, int(fragments[r.label]), scale) for r in regions]
-    # New label of each old one: the plant's position in the returned list, plus 1.
+    plants_list, order = _named(records, regions, groups, grid, scale)
+    return Measurement(plants_list, order[labels], specks, speck_pixels, grid)
+
+
+def _named(
+    records: list[dict[str, Any]],
+    regions: list[Any],
+    groups: np.ndarray,
+    grid: tuple[int, int] | None,
+    scale: float | None,
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """(records named and ordered, new label of each region label): P1.. in reading order, or one record per
+    grid cell, row-major, with empty records for empty cells. A new label is the record's position plus 1."""
     new_label = np.zeros(len(regions) + 1, dtype=np.int32)
     if grid is None:
         order = sorted(
@@ -476,7 +492,7 @@ def measure_plants(
         for number, i in enumerate(order, start=1):
             records[i]["plant"] = f"P{number}"
             new_label[i + 1] = number
-        return Measurement([records[i] for i in order], new_label[labels], specks, speck_pixels, None)
+        return [records[i] for i in order], new_label
     rows, cols = grid
     cells: list[dict[str, Any] | None] = [None] * (rows * cols)
     for i, region in enumerate(regions):
@@ -490,7 +506,7 @@ def measure_plants(
             record.update(area_px=0, fragments=0, mm_per_pixel=scale, area_mm2=None if scale is None else 0.0)
         row, col = divmod(index, cols)
         record.update(plant=cell_id(row, col), row=row + 1, col=col + 1)
-    return Measurement(cells, new_label[labels], specks, speck_pixels, grid)
+    return cells, new_label
 
 
 def plants(

@@ -200,6 +200,14 @@ def test_label_image_input():
     labels[10:30, 30:50] = 3  # touching plant 7: a label image keeps them apart
     records = measure.plants(GREY[:64, :64], labels, label_image=True)
     assert sorted(r["area_px"] for r in records) == [400, 400]
+    # Any integer ids, also large ones; with a grid each label goes to the cell holding most of it.
+    big = np.zeros((64, 64), dtype=np.int32)
+    big[5:20, 5:20] = 1_000_000
+    big[40:60, 40:60] = 70_000
+    cells = measure.plants(GREY[:64, :64], big, label_image=True, grid=(2, 2))
+    assert [(r["plant"], r["area_px"]) for r in cells] == [("A1", 225), ("A2", 0), ("B1", 0), ("B2", 400)]
+    with pytest.raises(ValueError, match="label image holds non-negative integers"):
+        measure.plants(GREY[:64, :64], -big, label_image=True)
 
 
 def test_write_plants_csv(tmp_path):

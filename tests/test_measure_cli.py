@@ -38,6 +38,13 @@ def tray(tmp_path):
     return write_tray_series(tmp_path / "tray", days=3, seed=0, empty=("B3",))
 
 
+def test_help_lists_measure_and_growth():
+    result = run("--help")
+    assert "dpp measure PHOTOS" in result.output and "dpp growth plants.csv" in result.output
+    assert "--time-from-exif" in run("growth", "--help").output
+    assert "--mm-per-pixel" in run("measure", "--help").output
+
+
 def test_measure_tray_series_with_masks_grid_and_scale(tray, tmp_path):
     images, masks = tray
     out = tmp_path / "out"
