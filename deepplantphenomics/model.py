@@ -34,8 +34,8 @@ from deepplantphenomics.data.dataset import (
     stack,
 )
 from deepplantphenomics.inference import check_files, interpret, predict_files, stack_or_list
-from deepplantphenomics.losses import build_loss, canonical_loss_name
 from deepplantphenomics.layers import LAYER_NAMES
+from deepplantphenomics.losses import build_loss, canonical_loss_name
 from deepplantphenomics.network import (
     SKIP_SEMANTICS_DPP,
     NetworkBuilder,
@@ -241,7 +241,7 @@ class SemanticSegmentationModel:
                 f"received {seed}."
             )
         random.seed(seed)
-        np.random.seed(seed)
+        np.random.seed(seed)  # noqa: NPY002 - DPP seeded the global generator that user code draws from
         torch.manual_seed(seed)
         self._settings.random_seed = seed
 
@@ -327,7 +327,9 @@ class SemanticSegmentationModel:
             self._settings.class_weights = None
             return
         items = check_sequence("weights", weights, "a list of floats")
-        self._settings.class_weights = [check_float("weights", w, 0.0, None, low_inclusive=False) for w in items]
+        self._settings.class_weights = [
+            check_float("weights", w, 0.0, None, low_inclusive=False) for w in items
+        ]
 
     def set_number_of_threads(self, num_threads: int) -> None:
         """CPU threads for compute (torch intra-op threads)."""
@@ -549,7 +551,9 @@ class SemanticSegmentationModel:
 
     def add_copy_connection(self, mode: str) -> None:
         """'save' remembers the current activation; 'load' concatenates the last saved one (U-Net)."""
-        self._check_order("copy_load" if isinstance(mode, str) and mode.strip().lower() == "load" else "copy_save")
+        self._check_order(
+            "copy_load" if isinstance(mode, str) and mode.strip().lower() == "load" else "copy_save"
+        )
         mode = check_choice("mode", mode, ("save", "load"))
         self._add({"kind": f"copy_{mode}"})
 

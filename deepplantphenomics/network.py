@@ -226,7 +226,9 @@ class SegmentationNetwork(nn.Module):
             return nn.Identity()
         stride = 2 if downsampled else 1
         if self.skip_semantics == SKIP_SEMANTICS_LEGACY:
-            return SameConv2d(source[0], current[0], (1, 1), stride)  # with a bias, as those states were saved
+            return SameConv2d(
+                source[0], current[0], (1, 1), stride
+            )  # with a bias, as those states were saved
         return SkipProjection(source[0], current[0], stride)
 
     def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
@@ -263,7 +265,9 @@ class SegmentationNetwork(nn.Module):
             else:
                 x = module(x)
                 if kind == "input":
-                    skip_source = x  # only read under SKIP_SEMANTICS_LEGACY, where the input is the first source
+                    skip_source = (
+                        x  # only read under SKIP_SEMANTICS_LEGACY, where the input is the first source
+                    )
         if self.complete and x.shape[-2:] != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return x
