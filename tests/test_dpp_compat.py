@@ -181,9 +181,8 @@ def test_legacy_state_computes_what_it_computed(legacy_state):
     np.testing.assert_allclose(reloaded.forward_pass(x, deterministic=True), expected, rtol=0, atol=1e-6)
 
 
-def test_legacy_state_with_the_layers_declared_again(legacy_state, tmp_path):
-    """load_from_saved plus the same declarations (the DPP way) also keeps the earlier rule."""
-    model = _model(8, 8, 3, load_from_saved=legacy_state, save_dir=tmp_path / "out")
+def _declare_legacy_layers(model: dpp.SemanticSegmentationModel) -> None:
+    """The layers of tests/data/legacy_skip_state, declared again."""
     model.add_input_layer()
     model.add_convolutional_layer([3, 3, 3, 4], 1, "relu")
     model.add_skip_connection()
@@ -192,9 +191,41 @@ def test_legacy_state_with_the_layers_declared_again(legacy_state, tmp_path):
     model.add_convolutional_layer([3, 3, 4, 4], 1, "tanh")
     model.add_upsampling_layer(2, 4, 2, "relu")
     model.add_output_layer()
+
+
+def test_legacy_state_with_the_layers_declared_again(legacy_state, tmp_path):
+    """load_from_saved plus the same declarations (the DPP way) also keeps the earlier rule."""
+    model = _model(8, 8, 3, load_from_saved=legacy_state, save_dir=tmp_path / "out")
+    _declare_legacy_layers(model)
     x = np.load(legacy_state / "input.npy")
     expected = np.load(legacy_state / "expected_logits.npy")
     np.testing.assert_allclose(model.forward_pass(x, deterministic=True), expected, rtol=0, atol=1e-6)
+
+
+def test_training_on_from_a_legacy_state_and_resuming_keep_its_rule(legacy_state, tmp_path):
+    images, masks = write_synthetic_dataset(tmp_path / "data", n_images=4, height=16, width=16, seed=1)
+
+    def new_model(**kwargs) -> dpp.SemanticSegmentationModel:
+        model = dpp.SemanticSegmentationModel(save_dir=tmp_path / "run", **kwargs)
+        model.set_image_dimensions(16, 16, 3)
+        model.set_random_seed(0)
+        model.set_test_split(0.0)
+        model.set_validation_split(0.0)
+        model.load_dataset_from_directory_with_segmentation_masks(images, masks)
+        _declare_legacy_layers(model)
+        return model
+
+    first = new_model(load_from_saved=legacy_state)
+    first.set_maximum_training_epochs(1)
+    first.begin_training()
+    architecture = json.loads((tmp_path / "run" / "architecture.json").read_text())
+    assert architecture["skip_semantics"] == "input-source"
+
+    resumed = new_model()  # no load_from_saved: the run in save_dir says which rule it trained with
+    resumed.set_maximum_training_epochs(2)
+    resumed.begin_training(resume=True)  # the earlier rule's projection biases load without a key error
+    architecture = json.loads((tmp_path / "run" / "architecture.json").read_text())
+    assert architecture["skip_semantics"] == "input-source"
 
 
 def test_vegetation_weights_unchanged():
