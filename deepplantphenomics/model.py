@@ -404,6 +404,7 @@ class SemanticSegmentationModel:
         self._check_order(spec["kind"])
         if spec["kind"] == "input":
             self._builder = NetworkBuilder(self._input_shape())
+        marks_source = spec["kind"] == "skip" and self._builder.skip_source is None
         shape = self._builder.add(spec)
         self._network = None
         index = len(self._builder.specs) - 1
@@ -412,6 +413,7 @@ class SemanticSegmentationModel:
         self._log(
             f"Adding {LAYER_NAMES[spec['kind']]} {index}: output shape [{batch}, {shape[1]}, {shape[2]}, {channels}] "
             "(batch, height, width, channels)"
+            + ("; the first skip connection only marks the residual source" if marks_source else "")
         )
 
     def add_input_layer(self) -> None:
