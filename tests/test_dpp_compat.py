@@ -58,11 +58,11 @@ def test_resnet_pattern_declares(capsys):
     model.add_skip_connection(downsampled=True)  # one halving since the source: a stride-2 projection
     model.add_output_layer()
     printed = capsys.readouterr().out
-    lines = {line.split("Adding ")[1][:24]: line for line in printed.splitlines() if "Adding skip" in line}
-    assert "output shape [1, 32, 32, 8]" in lines["skip connection 4: outpu"]
-    assert "only marks the residual source" in lines["skip connection 4: outpu"]
-    assert "output shape [1, 16, 16, 16]" in lines["skip connection 7: outpu"]
-    assert "marks" not in lines["skip connection 7: outpu"]
+    first, second = (line for line in printed.splitlines() if "Adding skip connection" in line)
+    assert "skip connection 4: output shape [1, 32, 32, 8]" in first
+    assert "only marks the residual source" in first
+    assert "skip connection 7: output shape [1, 16, 16, 16]" in second
+    assert "marks" not in second
     assert model.forward_pass(np.zeros((1, 64, 64, 3), np.float32)).shape == (1, 64, 64, 1)
 
 
