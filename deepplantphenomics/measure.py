@@ -276,8 +276,8 @@ def _group_by_cell(components: np.ndarray, cells: np.ndarray, n_cells: int) -> n
     if n_components == 0:
         return groups
     fg = components > 0
-    counts = np.zeros((n_components + 1, n_cells), dtype=np.int64)
-    np.add.at(counts, (components[fg], cells[fg]), 1)
+    key = components[fg].astype(np.int64) * n_cells + cells[fg]
+    counts = np.bincount(key, minlength=(n_components + 1) * n_cells).reshape(n_components + 1, n_cells)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     split = (shares >= _SPLIT_SHARE).sum(axis=1) >= 2
     owner = counts.argmax(axis=1) + 1
