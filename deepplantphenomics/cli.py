@@ -813,13 +813,16 @@ def _mask_reader(files: Sequence[Path], masks_dir: Path) -> tuple[Callable, dict
     help="Vegetation tool method for the masks (ignored with --masks).",
 )
 @click.option(
-    "--min-area", type=click.IntRange(min=0), default=None, help="Specks below this (pixels) are dropped."
+    "--min-area",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Plants below this many pixels are specks: dropped and counted [default: 30].",
 )
 @click.option(
     "--merge-distance",
     type=click.FloatRange(min=0.0),
     default=None,
-    help="Without --grid: fragments at most this far apart (pixels) are one plant.",
+    help="Without --grid: fragments at most this many pixels apart are one plant [default: 8].",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 def measure(

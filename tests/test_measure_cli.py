@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from deepplantphenomics import measure
 from deepplantphenomics.cli import main
 from deepplantphenomics.data.io import read_binary_mask
 from deepplantphenomics.synthetic import generate_tray_image, write_tray_series
@@ -42,7 +43,10 @@ def test_help_lists_measure_and_growth():
     result = run("--help")
     assert "dpp measure PHOTOS" in result.output and "dpp growth plants.csv" in result.output
     assert "--time-from-exif" in run("growth", "--help").output
-    assert "--mm-per-pixel" in run("measure", "--help").output
+    text = " ".join(run("measure", "--help").output.split())
+    assert "--mm-per-pixel" in text
+    # The defaults the help states are the library's.
+    assert f"[default: {measure.MIN_AREA}]" in text and f"[default: {measure.MERGE_DISTANCE:g}]" in text
 
 
 def test_measure_tray_series_with_masks_grid_and_scale(tray, tmp_path):
