@@ -810,7 +810,7 @@ def _mask_reader(files: Sequence[Path], masks_dir: Path) -> tuple[Callable, dict
     type=click.Choice(METHODS, case_sensitive=False),
     default="network",
     show_default=True,
-    help="Vegetation tool method for the masks (ignored with --masks).",
+    help="Vegetation tool method that makes the masks (not with --masks).",
 )
 @click.option(
     "--min-area",
