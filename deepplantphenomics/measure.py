@@ -621,6 +621,9 @@ def draw_plants(image: np.ndarray, measurement: Measurement) -> np.ndarray:
     labels = measurement.labels
     height, width = labels.shape
     edge = find_boundaries(labels, mode="inner") & (labels > 0)
+    if min(height, width) >= 600:
+        # Two pixels wide on large photos, so that outlines stay visible when the overlay is viewed shrunk.
+        edge = ndimage.binary_dilation(edge) & (labels > 0)
     colours = np.array(_PALETTE, dtype=np.uint8)
     rgb[edge] = colours[(labels[edge] - 1) % len(_PALETTE)]
     picture = Image.fromarray(rgb)
