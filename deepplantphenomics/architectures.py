@@ -78,11 +78,14 @@ def _declare_fcn18(model: Any, widths: tuple[int, ...]) -> None:
     DPP's 'fcn-18' (``use_predefined_model`` in DPP's ``deepplantpheno.py``) has 18 convolutions: four encoder
     levels of two 3x3 convs and a 2x2 max pooling, each followed by a skip connection, two 3x3 convs at the
     bottom, then four decoder levels of a 2x2 transposed convolution (relu) and two 3x3 convs, without copy
-    connections (a plain fully convolutional network, unlike U-Net). Here each skip connection after a pooling
-    is ``downsampled=True``: it adds the activation of the previous skip point (the input for the first),
-    brought to the new size and width by a stride-2 1x1 projection, which is a ResNet projection shortcut
-    around every encoder level. Batch norm follows every convolution (DPP had none) because a residual network
-    trained from scratch with small batches is much steadier with it.
+    connections (a plain fully convolutional network, unlike U-Net). Skip connections follow DPP's rule: the
+    first (after level one) only marks the residual source, and each later one, ``downsampled=True``, adds the
+    activation of the previous skip point brought to the new size and width by a stride-2 1x1 projection, a
+    ResNet projection shortcut around levels two to four. The first is declared ``downsampled=True`` as well
+    (it does nothing on a marker) so that FCN-18 states saved under the earlier rule, where it added a
+    projection of the input, match this declaration and load with their own rule. Batch norm follows every
+    convolution (DPP had none) because a residual network trained from scratch with small batches is much
+    steadier with it.
     """
     channels = model._settings.image_depth
     model.add_input_layer()

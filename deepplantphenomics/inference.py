@@ -56,6 +56,8 @@ def check_files(
     recursive = check_bool("recursive", recursive)
     if isinstance(files, (str, os.PathLike)):
         files = [files]
+    if isinstance(files, np.ndarray) and files.ndim == 1:
+        files = files.tolist()  # a numpy array of paths, as DPP accepted
     if not isinstance(files, Sequence) or isinstance(files, (bytes, bytearray)):
         raise TypeError(
             f"Invalid value for argument `{argument}`: expected a list of file paths, received {files!r}."

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import sys
 import warnings
 from pathlib import Path
@@ -34,8 +35,14 @@ from deepplantphenomics.data.dataset import (
     stack,
 )
 from deepplantphenomics.inference import check_files, interpret, predict_files, stack_or_list
+from deepplantphenomics.layers import LAYER_NAMES
 from deepplantphenomics.losses import build_loss, canonical_loss_name
-from deepplantphenomics.network import NetworkBuilder, SegmentationNetwork, initialize_weights
+from deepplantphenomics.network import (
+    SKIP_SEMANTICS_DPP,
+    NetworkBuilder,
+    SegmentationNetwork,
+    initialize_weights,
+)
 from deepplantphenomics.runtime import prepare_module
 from deepplantphenomics.settings import (
     INITIALIZERS,
@@ -49,6 +56,7 @@ from deepplantphenomics.settings import (
     check_float,
     check_int,
     check_mask_threshold,
+    check_sequence,
 )
 from deepplantphenomics.training import (
     TrainingRun,
@@ -60,6 +68,8 @@ from deepplantphenomics.training import (
 )
 
 __version__ = "0.1.0"
+
+_MAX_SEED = 2**32 - 1  # np.random.seed's upper bound
 
 # DPPModel methods of DPP's other model types (classification, regression, detection, counting).
 _OTHER_PROBLEM_TYPE_METHODS = frozenset(
@@ -151,6 +161,8 @@ class SemanticSegmentationModel:
         self._closed = False
         self._global_step = 0  # training batches done, the x axis of TensorBoard's test scalars
         self._batches_per_decay: int | None = None  # set_learning_rate_decay(..., batches_per_decay=n)
+        # How skip connections compute: DPP's rule, or the older one of a state loaded from disk.
+        self._skip_semantics = SKIP_SEMANTICS_DPP
 
     @property
     def save_dir(self) -> Path:
@@ -211,8 +223,28 @@ class SemanticSegmentationModel:
         self._settings.force_split_shuffle = check_bool("force_split", force_split)
 
     def set_random_seed(self, seed: int) -> None:
-        """Makes splits, shuffling, augmentation and weight initialisation reproducible."""
-        self._settings.random_seed = check_int("seed", seed, minimum=0)
+        """Makes splits, shuffling, augmentation and weight initialisation reproducible.
+
+        As DPP did, it also seeds Python's ``random`` and numpy's global generator (``np.random.seed``) now, so
+        user code that draws from them repeats; torch's global generator is seeded too.
+
+        Args:
+            seed: int in [0, 2**32 - 1] (numpy's range; numpy integers are accepted).
+
+        Raises:
+            TypeError: ``seed`` is not an int.
+            ValueError: ``seed`` is outside [0, 2**32 - 1].
+        """
+        seed = check_int("seed", seed, minimum=0)
+        if seed > _MAX_SEED:
+            raise ValueError(
+                f"Invalid value for argument `seed`: expected an int in [0, {_MAX_SEED}] (numpy's seed range), "
+                f"received {seed}."
+            )
+        random.seed(seed)
+        np.random.seed(seed)  # noqa: NPY002 - DPP seeded the global generator that user code draws from
+        torch.manual_seed(seed)
+        self._settings.random_seed = seed
 
     def set_learning_rate(self, rate: float) -> None:
         """Learning rate of the optimiser (default 0.001)."""
@@ -295,12 +327,9 @@ class SemanticSegmentationModel:
         if weights is None:
             self._settings.class_weights = None
             return
-        if not isinstance(weights, (list, tuple)):
-            raise TypeError(
-                f"Invalid value for argument `weights`: expected a list of floats, received {weights!r}."
-            )
+        items = check_sequence("weights", weights, "a list of floats")
         self._settings.class_weights = [
-            check_float("weights", w, 0.0, None, low_inclusive=False) for w in weights
+            check_float("weights", w, 0.0, None, low_inclusive=False) for w in items
         ]
 
     def set_number_of_threads(self, num_threads: int) -> None:
@@ -362,27 +391,30 @@ class SemanticSegmentationModel:
             return s.image_depth, s.patch_height, s.patch_width
         return s.image_depth, s.image_height, s.image_width
 
-    def _add(self, spec: dict[str, Any]) -> None:
-        if spec["kind"] == "input":
-            if self._builder is not None:
-                raise RuntimeError("The input layer must be the first layer and can only be added once.")
-            self._builder = NetworkBuilder(self._input_shape())
-        elif self._builder is None:
-            from deepplantphenomics.layers import LAYER_NAMES
-
+    def _check_order(self, kind: str) -> None:
+        """Raise RuntimeError if a layer of ``kind`` cannot come next; layer methods call it before they look at
+        their arguments, so a layer added before the input layer says so whatever its arguments (as in DPP)."""
+        if self._builder is not None:
+            self._builder.check_order(kind)
+        elif kind != "input":
             raise RuntimeError(
-                f"Cannot add a {LAYER_NAMES[spec['kind']]} before the input layer: call add_input_layer() first."
+                f"Cannot add a {LAYER_NAMES[kind]} before the input layer: call add_input_layer() first."
             )
+
+    def _add(self, spec: dict[str, Any]) -> None:
+        self._check_order(spec["kind"])
+        if spec["kind"] == "input":
+            self._builder = NetworkBuilder(self._input_shape())
+        marks_source = spec["kind"] == "skip" and self._builder.skip_source is None
         shape = self._builder.add(spec)
         self._network = None
         index = len(self._builder.specs) - 1
-        from deepplantphenomics.layers import LAYER_NAMES
-
         batch = self._settings.batch_size
         channels = self._out_channels() if spec["kind"] == "output" else shape[0]
         self._log(
             f"Adding {LAYER_NAMES[spec['kind']]} {index}: output shape [{batch}, {shape[1]}, {shape[2]}, {channels}] "
             "(batch, height, width, channels)"
+            + ("; the first skip connection only marks the residual source" if marks_source else "")
         )
 
     def add_input_layer(self) -> None:
@@ -412,7 +444,13 @@ class SemanticSegmentationModel:
             use_bias: give the convolution a bias (False is usual before batch norm, whose shift replaces it).
             epsilon: float >= 0 added to the variance by the batch norm (only with ``batch_norm=True``).
             decay: float in [0, 1], the batch norm's moving-average decay (torch momentum = 1 - decay).
+
+        Raises:
+            RuntimeError: before the input layer or after the output layer (checked before the arguments).
+            TypeError: an argument of the wrong type, e.g. a float in ``filter_dimension``.
+            ValueError: a value out of range.
         """
+        self._check_order("conv")
         dims = check_dims("filter_dimension", filter_dimension, 4)
         stride = check_int("stride_length", stride_length)
         activation = check_activation("activation_function", activation_function)
@@ -439,6 +477,7 @@ class SemanticSegmentationModel:
 
     def add_pooling_layer(self, kernel_size: int, stride_length: int, pooling_type: str = "max") -> None:
         """Max or average pooling with 'SAME' padding (output ceil(size / stride))."""
+        self._check_order("pool")
         self._add(
             {
                 "kind": "pool",
@@ -468,6 +507,7 @@ class SemanticSegmentationModel:
             regularization_coefficient: None, or this layer's own L2 coefficient (float >= 0), which overrides
                 ``set_regularization_coefficient`` for its weights and bias (an optimizer parameter group).
         """
+        self._check_order("upsample")
         spec: dict[str, Any] = {
             "kind": "upsample",
             "filter_size": check_int("filter_size", filter_size),
@@ -488,6 +528,7 @@ class SemanticSegmentationModel:
 
     def add_dropout_layer(self, p: float) -> None:
         """Dropout during training; ``p`` is the KEEP probability, as in DPP (off at inference)."""
+        self._check_order("dropout")
         self._add({"kind": "dropout", "p": check_float("p", p, 0.0, 1.0, low_inclusive=False)})
 
     def add_normalization_layer(self) -> None:
@@ -495,19 +536,39 @@ class SemanticSegmentationModel:
         self._add({"kind": "lrn"})
 
     def add_skip_connection(self, downsampled: bool = False) -> None:
-        """Residual connection: adds the activation at the previous skip connection (or the input layer).
+        """Residual connection, as in DPP: the first one marks the residual source, each later one adds it.
 
-        Channels are matched by a 1x1 projection; ``downsampled=True`` when one stride-2 step lies between.
+        The first ``add_skip_connection()`` only remembers the current activation (``downsampled`` has no effect
+        there). Each later one adds the remembered activation to the current one and the sum becomes the next
+        source. ``downsampled=True`` when exactly one halving lies in between: the residual then passes a 1x1
+        convolution of stride 2 (no bias). Differing channels are matched by a 1x1 convolution as well.
+
+        Raises:
+            RuntimeError: before the input layer or after the output layer.
+            TypeError: ``downsampled`` is not a bool.
+            ValueError: the residual's size does not match the current activation's (after the halving for
+                ``downsampled=True``).
         """
+        self._check_order("skip")
         self._add({"kind": "skip", "downsampled": check_bool("downsampled", downsampled)})
 
     def add_copy_connection(self, mode: str) -> None:
         """'save' remembers the current activation; 'load' concatenates the last saved one (U-Net)."""
+        self._check_order(
+            "copy_load" if isinstance(mode, str) and mode.strip().lower() == "load" else "copy_save"
+        )
         mode = check_choice("mode", mode, ("save", "load"))
         self._add({"kind": f"copy_{mode}"})
 
     def add_paral_conv_block(self, filter_dimension_1: list[int], filter_dimension_2: list[int]) -> None:
-        """Two parallel 'SAME' convolutions (relu) of the same input, concatenated along channels."""
+        """Two parallel 'SAME' convolutions (relu) of the same input, concatenated along channels.
+
+        Raises:
+            RuntimeError: before the input layer or after the output layer (checked before the arguments).
+            TypeError: a filter dimension that is not 4 ints (a list, tuple or 1-D numpy integer array).
+            ValueError: a dimension < 1.
+        """
+        self._check_order("paral_conv")
         d1 = check_dims("filter_dimension_1", filter_dimension_1, 4)
         d2 = check_dims("filter_dimension_2", filter_dimension_2, 4)
         if self._builder is not None:
@@ -523,8 +584,13 @@ class SemanticSegmentationModel:
             regularization_coefficient: None, or this layer's own L2 coefficient (float >= 0) overriding
                 ``set_regularization_coefficient`` (DPP accepted and ignored it for segmentation).
             output_size: must stay None: the channel count follows ``set_num_segmentation_classes`` (DPP raised
-                for segmentation too).
+                for segmentation too, a RuntimeError where this is a ValueError; see docs/migrating.md).
+
+        Raises:
+            RuntimeError: before the input layer or after the output layer (checked before the arguments).
+            ValueError: ``output_size`` is not None.
         """
+        self._check_order("output")
         if output_size is not None:
             raise ValueError(
                 "Invalid value for argument `output_size`: expected None (the output channels follow "
@@ -721,7 +787,17 @@ class SemanticSegmentationModel:
     def _out_channels(self) -> int:
         return 1 if self._settings.binary else self._settings.num_classes
 
-    def _build_network(self) -> SegmentationNetwork:
+    def _build_network(self, partial: bool = False) -> SegmentationNetwork:
+        """The network, built (and loaded from ``load_from_saved``) on first use.
+
+        Args:
+            partial: allow a network without output layer (``forward_pass`` only); training, saving and
+                loading weights still need a complete one.
+        """
+        if not partial or self._load_from is not None:
+            self._specs()  # "The network is not complete" unless it is
+        elif self._builder is None:
+            raise RuntimeError("There is no network yet: add an input layer and layers first.")
         if self._network is not None:
             return self._network
         if self._closed:
@@ -733,25 +809,29 @@ class SemanticSegmentationModel:
         s = self._settings
         if s.random_seed is not None:
             torch.manual_seed(s.random_seed)
-        network = SegmentationNetwork(self._specs(), self._input_shape(), self._out_channels())
+        specs = self._builder.specs
+        if self._load_from is not None:
+            # A state saved before DPP's skip rule keeps its own rule, so it computes what it computed.
+            arch = state.read_json(self._load_from / state.ARCHITECTURE)
+            state.check_architecture(arch["layers"], specs, self._load_from)
+            self._skip_semantics = state.skip_semantics_of(arch)
+        network = SegmentationNetwork(
+            specs, self._input_shape(), self._out_channels(), self._skip_semantics, complete=not partial
+        )
         generator = torch.Generator().manual_seed(s.random_seed) if s.random_seed is not None else None
         initialize_weights(network, s.weight_initializer, generator)
         if self._load_from is not None:
-            self._load_weights_from(self._load_from, network)
+            path = self._load_from / state.WEIGHTS
+            state.load_state_dict_checked(network, state.load_weights(path), path)
+            self._log(f"Loaded weights from '{path}'")
         self._network = network
         return network
-
-    def _load_weights_from(self, directory: Path, network: SegmentationNetwork) -> None:
-        arch = state.read_json(directory / state.ARCHITECTURE)
-        state.check_architecture(arch["layers"], self._specs(), directory)
-        path = directory / state.WEIGHTS
-        state.load_state_dict_checked(network, state.load_weights(path), path)
-        self._log(f"Loaded weights from '{path}'")
 
     def _architecture(self) -> dict[str, Any]:
         return {
             "format_version": state.FORMAT_VERSION,
             "library_version": __version__,
+            "skip_semantics": self._skip_semantics,
             "layers": self._specs(),
             "input_shape": list(self._input_shape()),
             "out_channels": self._out_channels(),
@@ -849,6 +929,8 @@ class SemanticSegmentationModel:
                 f"Learning rate decay every {self._batches_per_decay} batches: every {epochs} epoch(s) of "
                 f"{batches_per_epoch} batches (the learning rate changes once per epoch)"
             )
+        if resume:
+            self._adopt_saved_skip_semantics(self._save_dir)
         network = self._build_network()
         if resume:
             path = self._save_dir / state.WEIGHTS
@@ -877,6 +959,15 @@ class SemanticSegmentationModel:
             return None
         metrics = self.compute_full_test_accuracy()
         return metrics["loss"] if return_test_loss else None
+
+    def _adopt_saved_skip_semantics(self, directory: Path) -> None:
+        """Resuming a run saved under the older skip rule continues it under that rule."""
+        path = directory / state.ARCHITECTURE
+        if self._load_from is None and path.is_file():
+            semantics = state.skip_semantics_of(state.read_json(path))
+            if semantics != self._skip_semantics:
+                self._skip_semantics = semantics
+                self._network = None
 
     def compute_full_test_accuracy(self) -> dict[str, Any]:
         """Evaluate on the test split: loss, pixel accuracy, IoU and Dice (per class for multi-class).
@@ -988,11 +1079,15 @@ class SemanticSegmentationModel:
 
         Returns:
             Logits (N, H, W, K), K = 1 for binary models and the class count otherwise, of the type of ``x``
-            (a tensor on the network's device).
+            (a tensor on the network's device). On a network without output layer yet (as DPP allowed, to
+            inspect intermediate activations) the last layer's activations (N, h, w, C), at that layer's own
+            size; training and saving still need the output layer.
 
         Raises:
             TypeError: ``x`` is neither a numpy array nor a tensor.
             ValueError: ``x`` is not 4-D with C channels.
+            RuntimeError: there is no input layer yet, or a partial network with ``load_from_saved`` (the saved
+                weights belong to the complete network).
             NotImplementedError: ``moderation_features`` is given.
         """
         check_bool("deterministic", deterministic)
@@ -1013,8 +1108,8 @@ class SemanticSegmentationModel:
                 f"Invalid value for argument `x`: expected a batch of shape (N, H, W, {depth or 'C'}) (channels "
                 f"last), received shape {tuple(x.shape)}."
             )
-        network = self._build_network()
-        device = next(network.parameters()).device
+        network = self._build_network(partial=True)
+        device = next(network.parameters(), torch.empty(0)).device
         batch = torch.from_numpy(np.ascontiguousarray(x)) if is_numpy else x
         batch = batch.to(device=device, dtype=torch.float32).permute(0, 3, 1, 2)
         was_training = network.training
@@ -1073,14 +1168,15 @@ class SemanticSegmentationModel:
         def grid(argument: str, limits: Any, current: float, low_inclusive: bool) -> list[float]:
             if limits is None:
                 return [current]
-            if not isinstance(limits, (list, tuple)) or len(limits) != 2:
+            items = check_sequence(argument, limits, "[low, high]")
+            if len(items) != 2:
                 raise TypeError(
                     f"Invalid value for argument `{argument}`: expected [low, high], received {limits!r}."
                 )
-            low, high = (check_float(argument, v, 0.0, None, low_inclusive=low_inclusive) for v in limits)
+            low, high = (check_float(argument, v, 0.0, None, low_inclusive=low_inclusive) for v in items)
             if low > high:
                 raise ValueError(
-                    f"Invalid value for argument `{argument}`: expected low <= high, received {list(limits)!r}."
+                    f"Invalid value for argument `{argument}`: expected low <= high, received {items!r}."
                 )
             return [float(v) for v in np.linspace(low, high, steps)]
 
@@ -1212,12 +1308,14 @@ class SemanticSegmentationModel:
             input_shape = tuple(arch["input_shape"])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"Saved state in '{directory}' is incomplete: missing {exc}.") from None
+        semantics = state.skip_semantics_of(arch)
         model = cls(debug=debug, save_dir=directory, save_checkpoints=False)
         model._settings = settings
-        model._builder = NetworkBuilder(input_shape)
+        model._skip_semantics = semantics
+        model._builder = NetworkBuilder(input_shape, semantics)
         for spec in layers:
             model._builder.add(spec)
-        network = SegmentationNetwork(layers, input_shape, int(arch["out_channels"]))
+        network = SegmentationNetwork(layers, input_shape, int(arch["out_channels"]), semantics)
         path = directory / state.WEIGHTS
         state.load_state_dict_checked(network, state.load_weights(path), path)
         model._network = network

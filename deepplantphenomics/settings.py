@@ -12,6 +12,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 OPTIMIZERS = ("adam", "sgd", "sgd_momentum", "adadelta", "adagrad")
 INITIALIZERS = ("xavier", "normal")
 ACTIVATIONS = ("relu", "tanh", "lrelu", "selu", "linear")
@@ -119,14 +121,38 @@ def check_activation(argument: str, value: Any) -> str:
     return check_choice(argument, value, ACTIVATIONS)
 
 
+def check_sequence(argument: str, value: Any, expected: str) -> list[Any]:
+    """The items of a list, tuple or 1-D numpy array (DPP took numpy arrays wherever it took lists).
+
+    Raises:
+        TypeError: ``value`` is none of those.
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return value.tolist()  # numpy scalars become Python ints/floats/bools, checked as such
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(_fail(argument, expected, value))
+    return list(value)
+
+
 def check_dims(argument: str, value: Any, length: int) -> list[int]:
-    """A list/tuple of ``length`` positive ints (e.g. a filter dimension)."""
-    if not isinstance(value, (list, tuple)) or len(value) != length:
-        raise TypeError(_fail(argument, f"a list of {length} positive ints", value))
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, numbers.Integral) or item < 1:
-            raise ValueError(_fail(argument, f"a list of {length} positive ints", value))
-    return [int(v) for v in value]
+    """A list, tuple or 1-D integer numpy array of ``length`` positive ints (e.g. a filter dimension).
+
+    Raises:
+        TypeError: not a sequence of ``length`` items, or an item that is not an int (a float such as 2.0, a
+            bool), as in DPP.
+        ValueError: an item < 1.
+    """
+    expected = f"a list of {length} positive ints"
+    items = check_sequence(argument, value, expected)
+    if len(items) != length:
+        raise TypeError(_fail(argument, expected, value))
+    for item in items:
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Integral):
+            raise TypeError(_fail(argument, expected, value, f"{item!r} is not an int."))
+    for item in items:
+        if item < 1:
+            raise ValueError(_fail(argument, expected, value))
+    return [int(v) for v in items]
 
 
 @dataclass

@@ -5,7 +5,8 @@ never leaves a half-written file where a good one was.
 
 A state directory holds:
     model.safetensors   the network weights
-    architecture.json   layer specs, input shape, output channels, preprocessing (what inference needs)
+    architecture.json   layer specs, input shape, output channels, preprocessing (what inference needs), and
+                        ``skip_semantics``: how its skip connections compute (absent: saved before DPP's rule)
     settings.json       every hyperparameter
     split.json          the train/validation/test partition by file name
     checkpoint.pt       (optional) optimiser/scheduler state and epoch, for resuming
@@ -24,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from deepplantphenomics.layers import comparable_spec
-from deepplantphenomics.network import layer_label
+from deepplantphenomics.network import SKIP_SEMANTICS_LEGACY, check_skip_semantics, layer_label
 
 WEIGHTS = "model.safetensors"
 ARCHITECTURE = "architecture.json"
@@ -102,6 +103,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise
     except Exception as exc:  # torch raises many kinds for a damaged pickle/zip
         raise ValueError(f"Checkpoint file '{path}' is corrupt or truncated: {exc}") from None
+
+
+def skip_semantics_of(architecture: dict[str, Any]) -> str:
+    """The skip-connection rule a saved network was trained with.
+
+    States written before the rule was recorded used ``SKIP_SEMANTICS_LEGACY`` (the input layer as the first
+    residual source), so a missing key means that rule.
+
+    Raises:
+        ValueError: the state names a rule this version does not know.
+    """
+    return check_skip_semantics(architecture.get("skip_semantics", SKIP_SEMANTICS_LEGACY))
 
 
 def check_architecture(saved: list[dict[str, Any]], declared: list[dict[str, Any]], directory: Path) -> None:
