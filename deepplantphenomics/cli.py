@@ -803,13 +803,15 @@ PHOTOS_CSV = "photos.csv"
 PHOTO_COLUMNS = ("file", "width", "height", "plants", "specks_dropped", "speck_pixels", "grid")
 
 
-def _mask_reader(files: Sequence[Path], masks_dir: Path) -> tuple[Callable, dict[Path, Path]]:
+def _mask_reader(
+    files: Sequence[Path], masks_dir: Path, mask_suffix: str | None = None
+) -> tuple[Callable, dict[Path, Path]]:
     """Files -> the user's masks, paired with the photos as the training loader pairs them (``pair_files``)."""
     from deepplantphenomics.data.dataset import pair_files
 
     mask_of: dict[Path, Path] = {}
     for folder in dict.fromkeys(path.parent for path in files):
-        pairs, _ = pair_files(folder, masks_dir, ("PHOTOS", "--masks"))
+        pairs, _ = pair_files(folder, masks_dir, ("PHOTOS", "--masks", "--mask-suffix"), mask_suffix)
         mask_of.update((image.resolve(), mask) for image, mask in pairs)
 
     def predict(paths: list[Path]) -> Sequence[np.ndarray]:
@@ -828,8 +830,14 @@ def _mask_reader(files: Sequence[Path], masks_dir: Path) -> tuple[Callable, dict
     "masks_dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Folder of your own masks (0 = background), paired with the photos by name or name stem; "
-    "without it, masks come from the vegetation tool (--method).",
+    help="Folder of your own masks (0 = background), paired with the photos by name, name stem or mask "
+    "suffix (a_mask.png); without it, masks come from the vegetation tool (--method).",
+)
+@click.option(
+    "--mask-suffix",
+    default=None,
+    help="With --masks: the end of a mask's name after its photo's (a-m.png for a.jpg: -m), when it is not "
+    "one of _mask, _masks, _fg, _label, _labels, _seg, _gt, _annotation.",
 )
 @click.option("--grid", default=None, help="Tray of ROWSxCOLS pots, e.g. 4x6 (ids A1, A2, ...), or 'auto'.")
 @click.option(
@@ -862,6 +870,7 @@ def measure(
     photos: tuple[Path, ...],
     out_dir: Path,
     masks_dir: Path | None,
+    mask_suffix: str | None,
     grid: str | None,
     mm_per_pixel: float | None,
     method: str,
@@ -893,8 +902,10 @@ def measure(
     }
     files, problems = expand_inputs(photos)
     _report_problems(problems)
+    if mask_suffix is not None and masks_dir is None:
+        raise click.UsageError("--mask-suffix names the masks of --masks DIR: give --masks too.")
     if masks_dir is not None:
-        predict, mask_of = _mask_reader(files, masks_dir)
+        predict, mask_of = _mask_reader(files, masks_dir, mask_suffix)
     else:
         predict, mask_of = _tool_predictor(method.lower(), batch_size), {}
     out_dir.mkdir(parents=True, exist_ok=True)

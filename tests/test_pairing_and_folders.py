@@ -277,3 +277,20 @@ def test_cli_segment_recursive(tmp_path, photos):
     result = run("segment", tmp_path / "nowhere", "--out", tmp_path / "out3", "--method", "exg")
     assert result.exit_code == 1
     assert f"Error: No such file or folder: '{tmp_path / 'nowhere'}'." in result.stderr
+
+
+def test_cli_measure_takes_mask_suffix_and_suggests_it(tmp_path):
+    photos = write(tmp_path / "photos", ["001.png", "002.png"])
+    masks = write(tmp_path / "masks", ["001-m.png", "002-m.png"])
+    result = run("measure", photos, "--masks", masks, "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "the masks look named with the suffix '-m': pass --mask-suffix -m" in error_lines(result)[0]
+    result = run("measure", photos, "--masks", masks, "--mask-suffix", "-m", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "out" / "photos.csv").read_text(encoding="utf-8").splitlines()
+    assert [row.split(",")[:4] for row in rows[1:]] == [
+        [str(photos / "001.png"), "16", "16", "1"],
+        [str(photos / "002.png"), "16", "16", "1"],
+    ]
+    result = run("measure", photos, "--mask-suffix", "-m", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "--mask-suffix names the masks of --masks DIR" in result.output
