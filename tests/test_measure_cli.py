@@ -157,7 +157,7 @@ def test_measure_reports_bad_files_and_measures_the_others(tray, tmp_path):
     assert {r["file"] for r in read_csv(out / "plants.csv")} == {str(images / "tray_day00.png")}
     errors = error_lines(result)
     assert any(str(corrupt) in line and "Cannot read" in line for line in errors)
-    assert any(str(missing) in line and "not found" in line for line in errors)
+    assert any(str(missing) in line and "No such file or folder" in line for line in errors)
     assert "2 of 3" in errors[-1]
 
 
