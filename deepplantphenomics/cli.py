@@ -24,8 +24,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from deepplantphenomics import distributed
+from deepplantphenomics._version import __version__
 from deepplantphenomics.data.io import IMAGE_EXTENSIONS, is_image_file, read_binary_mask, read_image
-from deepplantphenomics.model import __version__
 from deepplantphenomics.postprocess import apply_mask, overlay_mask, to_uint8_rgb
 
 __all__ = ["expand_inputs", "main", "output_stems"]

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepplantphenomics._version import __version__
 from deepplantphenomics.data.dataset import NORMALIZATIONS
 from deepplantphenomics.report import replace_file
 from deepplantphenomics.settings import Settings
@@ -197,8 +198,6 @@ def export_onnx(
         )
     proto = onnx.load_model_from_string(buffer.getvalue())
     binary = settings.num_classes == 2
-    from deepplantphenomics.model import __version__
-
     props = {
         "producer": "deepplantphenomics",
         "library_version": __version__,

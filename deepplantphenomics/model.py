@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from deepplantphenomics import distributed, state
+from deepplantphenomics._version import __version__
 from deepplantphenomics.data.dataset import (
     InMemoryData,
     LoadReport,
@@ -65,8 +66,6 @@ from deepplantphenomics.training import (
     report_test_metrics,
     write_tensorboard_scalars,
 )
-
-__version__ = "0.1.0"
 
 _MAX_SEED = 2**32 - 1  # np.random.seed's upper bound
 

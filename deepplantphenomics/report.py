@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from deepplantphenomics._version import __version__
 from deepplantphenomics.metrics import binary_scores
 from deepplantphenomics.postprocess import overlay_mask, resize_mask, to_uint8_rgb
 
@@ -215,8 +216,6 @@ class ResultsReport:
         evaluation: bool = False,
         thumbnail_size: int = THUMBNAIL_SIZE,
     ):
-        from deepplantphenomics.model import __version__
-
         if not isinstance(thumbnail_size, int) or isinstance(thumbnail_size, bool) or thumbnail_size < 16:
             raise ValueError(
                 f"Invalid value for argument `thumbnail_size`: expected an int >= 16, received {thumbnail_size!r}."
