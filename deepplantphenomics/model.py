@@ -44,20 +44,7 @@ from deepplantphenomics.network import (
     initialize_weights,
 )
 from deepplantphenomics.runtime import prepare_module
-from deepplantphenomics.settings import (
-    INITIALIZERS,
-    OPTIMIZERS,
-    PRECISIONS,
-    Settings,
-    check_activation,
-    check_bool,
-    check_choice,
-    check_dims,
-    check_float,
-    check_int,
-    check_mask_threshold,
-    check_sequence,
-)
+from deepplantphenomics.settings import INITIALIZERS, OPTIMIZERS, PRECISIONS, Settings, check_activation
 from deepplantphenomics.training import (
     TrainingRun,
     choose_device,
@@ -65,6 +52,16 @@ from deepplantphenomics.training import (
     headline_scores,
     report_test_metrics,
     write_tensorboard_scalars,
+)
+from deepplantphenomics.validation import (
+    check_bool,
+    check_choice,
+    check_dims,
+    check_float,
+    check_int,
+    check_mask_threshold,
+    check_num_classes,
+    check_sequence,
 )
 
 _MAX_SEED = 2**32 - 1  # np.random.seed's upper bound
@@ -311,9 +308,7 @@ class SemanticSegmentationModel:
 
         Switches a cross-entropy loss to the matching kind.
         """
-        n = check_int("num_class", num_class)
-        if n < 2:
-            raise ValueError(f"Invalid value for argument `num_class`: expected an int >= 2, received {n}.")
+        n = check_num_classes("num_class", num_class)
         self._settings.num_classes = n
         loss = self._settings.loss_function
         if loss in ("sigmoid cross entropy", "softmax cross entropy"):
