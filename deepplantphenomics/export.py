@@ -29,8 +29,8 @@ from torch import nn
 
 from deepplantphenomics._version import __version__
 from deepplantphenomics.data.dataset import NORMALIZATIONS
-from deepplantphenomics.report import replace_file
 from deepplantphenomics.settings import Settings
+from deepplantphenomics.state import atomic_write_bytes
 
 __all__ = ["DEFAULT_OPSET", "ExportWrapper", "export_onnx", "size_multiple"]
 
@@ -231,4 +231,4 @@ def export_onnx(
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
-    return replace_file(path, data)
+    return atomic_write_bytes(path, data)

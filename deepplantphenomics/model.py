@@ -7,6 +7,7 @@ what goes beyond DPP.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import hashlib
 import json
@@ -163,6 +164,35 @@ class SemanticSegmentationModel:
     def save_dir(self) -> Path:
         """Where the trained state is written."""
         return self._save_dir
+
+    # ================================================================== read-only views for other modules
+    @property
+    def settings(self) -> Settings:
+        """A copy of every hyperparameter set so far (change them with the ``set_*`` methods)."""
+        return copy.deepcopy(self._settings)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the network input: the image size, or the patch size when patching.
+
+        Raises:
+            RuntimeError: ``set_image_dimensions`` has not been called yet.
+        """
+        return self._input_shape()
+
+    @property
+    def layer_specs(self) -> list[dict[str, Any]]:
+        """Copies of the layer specs declared so far, input layer first (empty before ``add_input_layer``)."""
+        return copy.deepcopy(self._builder.specs) if self._builder is not None else []
+
+    def build_network(self) -> SegmentationNetwork:
+        """The complete network: built on first use (with the saved weights when ``load_from_saved`` or
+        ``dpp.load_model`` gave a state), the same module afterwards.
+
+        Raises:
+            RuntimeError: the network is not complete (no output layer yet), or the model was shut down.
+        """
+        return self._build_network()
 
     # ================================================================== logging
     def _log(self, message: str) -> None:
@@ -618,13 +648,20 @@ class SemanticSegmentationModel:
             ValueError: an image without a mask or a mask without an image (named), an empty folder, an
                 ambiguous name stem.
         """
-        self._load_pairs(dirname, seg_dirname, ("dirname", "seg_dirname"))
+        self.load_image_mask_folders(dirname, seg_dirname, ("dirname", "seg_dirname"))
 
-    def _load_pairs(
-        self, dirname: str | os.PathLike, seg_dirname: str | os.PathLike, arguments: tuple[str, str]
+    def load_image_mask_folders(
+        self,
+        dirname: str | os.PathLike,
+        seg_dirname: str | os.PathLike,
+        arguments: tuple[str, str] = ("dirname", "seg_dirname"),
     ) -> None:
-        """The loader behind the public method; ``arguments`` names the two folders in error messages (the
-        TOML config passes its own keys)."""
+        """``load_dataset_from_directory_with_segmentation_masks`` with the folders' names in error messages
+        chosen by the caller (the TOML config passes its own keys, e.g. ``("data.images", "data.masks")``).
+
+        Raises:
+            FileNotFoundError, ValueError: as ``load_dataset_from_directory_with_segmentation_masks``.
+        """
         self._pairs, self._skipped_files = pair_files(dirname, seg_dirname, arguments)
         self._changed()
         self._log(
