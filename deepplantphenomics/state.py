@@ -1,7 +1,8 @@
 """Saving and loading a trained state: weights as safetensors, architecture/settings/split as JSON.
 
-Every write goes to a temporary file in the same folder and is renamed into place, so an interrupted save
-never leaves a half-written file where a good one was.
+Every write goes through :func:`atomic_write` (the package's one atomic writer, also used for reports, ONNX
+files and ``metrics.csv``): a temporary file in the same folder, flushed to disk and renamed into place, so an
+interrupted save never leaves a half-written file where a good one was.
 
 A state directory holds:
     model.safetensors   the network weights
