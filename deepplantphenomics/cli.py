@@ -1,4 +1,4 @@
-"""The ``dpp`` command line: segment, evaluate, train, predict, export (see docs/cli.md).
+"""The ``dpp`` command line: segment, evaluate, train, predict, export, measure, growth (see docs/cli.md).
 
 Every command turns the library's own errors (ValueError, TypeError, FileNotFoundError, RuntimeError, other
 OSErrors) into a one-line ``Error: <message>`` and a non-zero exit code, never a traceback (the environment
@@ -390,6 +390,8 @@ def main() -> None:
     dpp train CONFIG.toml               train a model described in a config file
     dpp predict STATE_DIR IMAGES...     masks from a trained model
     dpp export STATE_DIR model.onnx     the trained model as ONNX, for deployment
+    dpp measure PHOTOS... --out DIR     per-plant area, shape and colour; trays with --grid RxC
+    dpp growth plants.csv --out DIR     growth curves per plant from dpp measure's CSV
 
     Run `dpp COMMAND --help` for a command's options.
     """
@@ -758,3 +760,183 @@ def export(state_dir: Path, output: Path, logits: bool) -> None:
     except ImportError as exc:  # the optional extra is missing: its message names the pip command
         raise click.ClickException(str(exc)) from None
     click.echo(f"Exported the model in '{state_dir}' to '{path}'.")
+
+
+# ============================================================================ phenotypes: measure and growth
+PLANTS_CSV = "plants.csv"
+PHOTOS_CSV = "photos.csv"
+PHOTO_COLUMNS = ("file", "width", "height", "plants", "specks_dropped", "speck_pixels", "grid")
+
+
+def _mask_reader(files: Sequence[Path], masks_dir: Path) -> tuple[Callable, dict[Path, Path]]:
+    """Files -> the user's masks, paired with the photos as the training loader pairs them (``pair_files``)."""
+    from deepplantphenomics.data.dataset import pair_files
+
+    mask_of: dict[Path, Path] = {}
+    for folder in dict.fromkeys(path.parent for path in files):
+        pairs, _ = pair_files(folder, masks_dir, ("PHOTOS", "--masks"))
+        mask_of.update((image.resolve(), mask) for image, mask in pairs)
+
+    def predict(paths: list[Path]) -> Sequence[np.ndarray]:
+        return [read_binary_mask(mask_of[path.resolve()])[0] for path in paths]
+
+    return predict, {path: mask_of[path.resolve()] for path in files}
+
+
+@main.command(short_help="Per-plant area, shape and colour (trays: --grid), with overlays.")
+@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
+@click.option(
+    "--masks",
+    "masks_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of your own masks (0 = background), paired with the photos by name or name stem; "
+    "without it, masks come from the vegetation tool (--method).",
+)
+@click.option("--grid", default=None, help="Tray of ROWSxCOLS pots, e.g. 4x6 (ids A1, A2, ...), or 'auto'.")
+@click.option(
+    "--mm-per-pixel",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Scale: adds mm columns.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(METHODS, case_sensitive=False),
+    default="network",
+    show_default=True,
+    help="Vegetation tool method that makes the masks (not with --masks).",
+)
+@click.option(
+    "--min-area",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Plants below this many pixels are specks: dropped and counted [default: 30].",
+)
+@click.option(
+    "--merge-distance",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Without --grid: fragments at most this many pixels apart are one plant [default: 8].",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+def measure(
+    photos: tuple[Path, ...],
+    out_dir: Path,
+    masks_dir: Path | None,
+    grid: str | None,
+    mm_per_pixel: float | None,
+    method: str,
+    min_area: int | None,
+    merge_distance: float | None,
+    batch_size: int,
+) -> None:
+    """Measure every plant in PHOTOS (files or folders): area, perimeter, hull, axes, colour.
+
+    Writes plants.csv (one row per plant per photo; columns in docs/measure.md), photos.csv (plants and
+    dropped specks per photo) and STEM_plants.png (each plant outlined and labelled with its id). With
+    --grid RxC, plants are named by their pot (A1, A2, ... row-major), the same in every photo of a series;
+    then `dpp growth plants.csv` draws growth curves.
+    """
+    from deepplantphenomics import measure as measuring
+
+    ctx = click.get_current_context()
+    if masks_dir is not None and ctx.get_parameter_source("method") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("Give either --masks or --method, not both.")
+    try:
+        tray = measuring.parse_grid(grid, "--grid")
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(one_line(exc), param_hint="--grid") from None
+    options = {
+        "grid": tray,
+        "mm_per_pixel": mm_per_pixel,
+        "min_area": measuring.MIN_AREA if min_area is None else min_area,
+        "merge_distance": measuring.MERGE_DISTANCE if merge_distance is None else merge_distance,
+    }
+    files, problems = expand_inputs(photos)
+    _report_problems(problems)
+    if masks_dir is not None:
+        predict, mask_of = _mask_reader(files, masks_dir)
+    else:
+        predict, mask_of = _tool_predictor(method.lower(), batch_size), {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stems = dict(zip(files, output_stems(files)))
+    plants_log = _CsvLog(out_dir / PLANTS_CSV, ("file", *measuring.PLANT_COLUMNS))
+    photos_log = _CsvLog(out_dir / PHOTOS_CSV, PHOTO_COLUMNS)
+    counts = {"photos": 0, "plants": 0}
+
+    def handle(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
+        if mask.shape[:2] != image.shape[:2]:
+            source = f"Mask '{mask_of[path]}'" if path in mask_of else "The mask"
+            raise ValueError(
+                f"{source} is {mask.shape[1]}x{mask.shape[0]} (W x H) but photo '{path}' is "
+                f"{image.shape[1]}x{image.shape[0]}."
+            )
+        if isinstance(tray, tuple):
+            measuring.check_grid_fits(tray, image.shape[0], image.shape[1], "--grid")
+        result = measuring.measure_plants(image, mask, **options)
+        _save_png(out_dir / f"{stems[path]}_plants.png", measuring.draw_plants(image, result))
+        for record in result.plants:
+            plants_log.write([str(path), *(measuring.csv_value(record[c]) for c in measuring.PLANT_COLUMNS)])
+        found = sum(1 for record in result.plants if record["area_px"])
+        grid_text = "" if result.grid is None else f"{result.grid[0]}x{result.grid[1]}"
+        photos_log.write(
+            [str(path), image.shape[1], image.shape[0], found, result.specks, result.speck_pixels, grid_text]
+        )
+        counts["photos"] += 1
+        counts["plants"] += found
+
+    try:
+        failed = _process(files, batch_size, predict, handle, "measure") if files else []
+    finally:
+        plants_log.close()
+        photos_log.close()
+    click.echo(
+        f"Measured {counts['plants']} plant(s) in {counts['photos']} photo(s); results in "
+        f"'{out_dir / PLANTS_CSV}'."
+    )
+    _finish(failed, problems, len(files) + len(problems))
+
+
+@main.command(short_help="Growth curves per plant from plants.csv (needs the 'plots' extra for the PNG).")
+@click.argument("plants_csv", type=click.Path(path_type=Path))
+@click.option(
+    "--time-from-name", "pattern", default=None, help="Regex taking each photo's time from its name."
+)
+@click.option("--time-from-exif", "exif", is_flag=True, help="Take each photo's time from its EXIF date.")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
+def growth(plants_csv: Path, pattern: str | None, exif: bool, out_dir: Path) -> None:
+    """Area per plant and time, and relative growth rate, from PLANTS_CSV (written by `dpp measure`).
+
+    The time of each photo comes from its file name (--time-from-name 'day(\\d+)' reads 3 from
+    tray_day03.png; a date such as 2024-05-01 becomes days since the first photo) or from its EXIF date
+    (--time-from-exif; days since the first photo). Writes growth.csv, growth.png (one small panel per plant
+    with the median of all plants) and growth.html.
+    """
+    from deepplantphenomics import growth as growing
+
+    if (pattern is None) == (not exif):
+        raise click.UsageError("Give exactly one of --time-from-name REGEX and --time-from-exif.")
+    rows = growing.read_plants_csv(plants_csv)
+    times = growing.photo_times([row["file"] for row in rows], pattern=pattern, exif=exif)
+    table = growing.growth_table(rows, times)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    growing.write_growth_csv(out_dir / growing.GROWTH_CSV, table)
+    dated = any(entry["timestamp"] for entry in table)
+    png = growing.save_growth_plot(table, out_dir / growing.GROWTH_PNG, "days" if dated else "time")
+    page = growing.write_growth_html(table, out_dir / growing.GROWTH_HTML, png, f"Growth: {plants_csv}")
+    plants = len({entry["plant"] for entry in table})
+    if any(entry["row"] is None for entry in table):
+        click.echo(
+            "Note: plants measured without --grid are numbered P1, P2, ... in each photo's reading order, which "
+            "can change between photos; measure a series with --grid RxC for ids that follow each pot."
+        )
+    click.echo(f"Growth of {plants} plant(s) at {len(set(times.values()))} time(s) in '{out_dir}'.")
+    if png is None:
+        click.echo("No growth.png: matplotlib is not installed (pip install 'deepplantphenomics[plots]').")
+    click.echo(f"Report written to '{page}'.")
