@@ -6,7 +6,8 @@ name is described in docs/api.md.
 """
 
 from deepplantphenomics import tools
-from deepplantphenomics.model import SemanticSegmentationModel, __version__, load_model
+from deepplantphenomics._version import __version__
+from deepplantphenomics.model import SemanticSegmentationModel, load_model
 
 __all__ = ["SemanticSegmentationModel", "load_model", "measure", "tools", "__version__"]
 

@@ -14,9 +14,9 @@ import math
 import os
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 import numpy as np
@@ -24,20 +24,26 @@ from PIL import Image
 from tqdm import tqdm
 
 from deepplantphenomics import distributed
+from deepplantphenomics._version import __version__
 from deepplantphenomics.data.io import (
-    IGNORE_INDEX,
     IMAGE_EXTENSIONS,
     image_files,
     not_found,
     read_binary_mask,
     read_image,
 )
-from deepplantphenomics.model import __version__
+from deepplantphenomics.inference import chunked
 from deepplantphenomics.postprocess import apply_mask, overlay_mask, to_uint8_rgb
+from deepplantphenomics.tools import METHODS
+from deepplantphenomics.validation import IGNORE_INDEX
+
+if TYPE_CHECKING:  # imported for the annotations only: the commands import these modules when they run
+    from deepplantphenomics.model import SemanticSegmentationModel
+    from deepplantphenomics.report import ResultsReport
+    from deepplantphenomics.settings import Settings
 
 __all__ = ["expand_inputs", "main", "output_stems"]
 
-METHODS = ("network", "network-fast", "exg", "cive")
 RESULTS_CSV = "results.csv"
 SEGMENT_COLUMNS = ("file", "width", "height", "plant_pixels", "plant_fraction")
 SCORE_COLUMNS = ("dice", "iou", "precision", "recall")
@@ -182,11 +188,6 @@ def output_stems(paths: Sequence[Path]) -> list[str]:
 
 
 # ============================================================================ processing in small batches
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _progress(total: int, desc: str) -> tqdm:
     # disable=None: a bar on a terminal, none in logs and pipes.
     return tqdm(total=total, desc=desc, unit="image", disable=None, file=sys.stderr, dynamic_ncols=True)
@@ -218,7 +219,7 @@ def _process(
         failed.append(path)
 
     with _progress(len(paths), desc) as bar:
-        for chunk in _chunks(paths, batch_size):
+        for chunk in chunked(paths, batch_size):
             images: dict[Path, np.ndarray] = {}
             for path in chunk:
                 try:
@@ -330,19 +331,16 @@ def _tool_predictor(method: str, batch_size: int) -> Callable[[list[Path]], Sequ
     return predict
 
 
-def _load_trained(state_dir: Path) -> tuple[Any, Any]:
+def _load_trained(state_dir: Path) -> tuple[SemanticSegmentationModel, Settings]:
     """(model, settings) of a saved state; settings say how its outputs map back to the image size."""
-    from deepplantphenomics import state
     from deepplantphenomics.model import load_model
-    from deepplantphenomics.settings import Settings
 
     model = load_model(state_dir)
-    settings = Settings.from_dict(state.read_json(Path(state_dir) / state.SETTINGS))
-    return model, settings
+    return model, model.settings
 
 
 def _model_predictor(
-    model: Any, settings: Any, threshold: float | str | None = None
+    model: SemanticSegmentationModel, settings: Settings, threshold: float | str | None = None
 ) -> Callable[[list[Path]], Sequence[np.ndarray]]:
     """A trained model as files -> uint8 masks at each file's own size (0/1 binary, class indices).
 
@@ -510,14 +508,14 @@ def _inputs_label(items: Sequence[Path], shown: int = 10) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def _new_report(title: str, settings: dict[str, Any], evaluation: bool = False) -> Any:
+def _new_report(title: str, settings: dict[str, Any], evaluation: bool = False) -> ResultsReport:
     from deepplantphenomics.report import ResultsReport
 
     return ResultsReport(title, settings, evaluation=evaluation)
 
 
 def _write_report(
-    page: Any, out_dir: Path, problems: Sequence[tuple[Path, str]], failed: Sequence[Path]
+    page: ResultsReport, out_dir: Path, problems: Sequence[tuple[Path, str]], failed: Sequence[Path]
 ) -> None:
     """Write report.html, listing the inputs that could not be processed under the table."""
     from deepplantphenomics.report import REPORT_HTML

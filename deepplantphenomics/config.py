@@ -382,7 +382,7 @@ class TrainingConfig:
             raise type(exc)(f"[model] in config {where}: {exc}") from None
         for key, value in self.settings.items():
             _call(model, SETTING_KEYS[key], value, f"settings.{key}", where)
-        model._load_pairs(
+        model.load_image_mask_folders(
             self.data["images"],
             self.data["masks"],
             ("data.images", "data.masks", "data.mask_suffix"),

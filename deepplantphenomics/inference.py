@@ -121,15 +121,20 @@ def read_into_result(path: Path, depth: int, channels: int) -> tuple[np.ndarray,
     return results[0], image
 
 
-def network_probabilities(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, K, H, W): sigmoid of the single binary logit, softmax over K classes."""
+def class_probabilities(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, K, H, W): sigmoid of the single binary logit, softmax over K classes.
+
+    The model's own output activation, one batch at a time. (``tools.network_probabilities`` is the
+    vegetation tool's scheme on top of a network: resized views, mirroring, averaged logits.)
+    """
     logits = network(images).float()
     if logits.shape[1] == 1:
         return torch.sigmoid(logits)
     return torch.softmax(logits, dim=1)
 
 
-def _batches(items: list, size: int) -> Iterator[list]:
+def chunked(items: list, size: int) -> Iterator[list]:
+    """Consecutive slices of ``items`` of ``size`` items each (the last one shorter)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -155,7 +160,7 @@ def predict_files(
     if settings.patching:
 
         def predict(tiles: torch.Tensor) -> torch.Tensor:
-            return network_probabilities(network, prepare_input(tiles, device))
+            return class_probabilities(network, prepare_input(tiles, device))
 
         channels = 1 if settings.binary else settings.num_classes
         for path in files:
@@ -187,7 +192,7 @@ def predict_files(
             del raw, pixels
             outputs.append(result)
         return outputs
-    for group in _batches(files, step):
+    for group in chunked(files, step):
         batch = torch.stack(
             [
                 fit_to_network(
@@ -201,7 +206,7 @@ def predict_files(
             ]
         )
         batch = prepare_input(normalize(batch, settings.input_normalization), device)
-        probs = network_probabilities(network, batch)
+        probs = class_probabilities(network, batch)
         outputs.extend(as_numpy(p) for p in probs)
     return outputs
 

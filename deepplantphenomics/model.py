@@ -7,6 +7,7 @@ what goes beyond DPP.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import hashlib
 import json
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from deepplantphenomics import distributed, state
+from deepplantphenomics._version import __version__
 from deepplantphenomics.data.dataset import (
     InMemoryData,
     LoadReport,
@@ -44,20 +46,7 @@ from deepplantphenomics.network import (
     initialize_weights,
 )
 from deepplantphenomics.runtime import prepare_module
-from deepplantphenomics.settings import (
-    INITIALIZERS,
-    OPTIMIZERS,
-    PRECISIONS,
-    Settings,
-    check_activation,
-    check_bool,
-    check_choice,
-    check_dims,
-    check_float,
-    check_int,
-    check_mask_threshold,
-    check_sequence,
-)
+from deepplantphenomics.settings import INITIALIZERS, OPTIMIZERS, PRECISIONS, Settings, check_activation
 from deepplantphenomics.training import (
     TrainingRun,
     choose_device,
@@ -66,8 +55,16 @@ from deepplantphenomics.training import (
     report_test_metrics,
     write_tensorboard_scalars,
 )
-
-__version__ = "0.1.0"
+from deepplantphenomics.validation import (
+    check_bool,
+    check_choice,
+    check_dims,
+    check_float,
+    check_int,
+    check_mask_threshold,
+    check_num_classes,
+    check_sequence,
+)
 
 _MAX_SEED = 2**32 - 1  # np.random.seed's upper bound
 
@@ -168,6 +165,35 @@ class SemanticSegmentationModel:
     def save_dir(self) -> Path:
         """Where the trained state is written."""
         return self._save_dir
+
+    # ================================================================== read-only views for other modules
+    @property
+    def settings(self) -> Settings:
+        """A copy of every hyperparameter set so far (change them with the ``set_*`` methods)."""
+        return copy.deepcopy(self._settings)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the network input: the image size, or the patch size when patching.
+
+        Raises:
+            RuntimeError: ``set_image_dimensions`` has not been called yet.
+        """
+        return self._input_shape()
+
+    @property
+    def layer_specs(self) -> list[dict[str, Any]]:
+        """Copies of the layer specs declared so far, input layer first (empty before ``add_input_layer``)."""
+        return copy.deepcopy(self._builder.specs) if self._builder is not None else []
+
+    def build_network(self) -> SegmentationNetwork:
+        """The complete network: built on first use (with the saved weights when ``load_from_saved`` or
+        ``dpp.load_model`` gave a state), the same module afterwards.
+
+        Raises:
+            RuntimeError: the network is not complete (no output layer yet), or the model was shut down.
+        """
+        return self._build_network()
 
     # ================================================================== logging
     def _log(self, message: str) -> None:
@@ -313,9 +339,7 @@ class SemanticSegmentationModel:
 
         Switches a cross-entropy loss to the matching kind.
         """
-        n = check_int("num_class", num_class)
-        if n < 2:
-            raise ValueError(f"Invalid value for argument `num_class`: expected an int >= 2, received {n}.")
+        n = check_num_classes("num_class", num_class)
         self._settings.num_classes = n
         loss = self._settings.loss_function
         if loss in ("sigmoid cross entropy", "softmax cross entropy"):
@@ -634,17 +658,24 @@ class SemanticSegmentationModel:
             ValueError: an image without a mask or a mask without an image (named, with the suffix the names
                 suggest), an empty folder, an ambiguous name or convention.
         """
-        self._load_pairs(dirname, seg_dirname, ("dirname", "seg_dirname", "mask_suffix"), mask_suffix)
+        self.load_image_mask_folders(
+            dirname, seg_dirname, ("dirname", "seg_dirname", "mask_suffix"), mask_suffix
+        )
 
-    def _load_pairs(
+    def load_image_mask_folders(
         self,
         dirname: str | os.PathLike,
         seg_dirname: str | os.PathLike,
-        arguments: tuple[str, ...],
+        arguments: tuple[str, ...] = ("dirname", "seg_dirname", "mask_suffix"),
         mask_suffix: str | None = None,
     ) -> None:
-        """The loader behind the public method; ``arguments`` names the two folders and the suffix in error
-        messages (the TOML config passes its own keys)."""
+        """``load_dataset_from_directory_with_segmentation_masks`` with the folders' (and the suffix's) names in
+        error messages chosen by the caller (the TOML config passes its own keys, e.g.
+        ``("data.images", "data.masks", "data.mask_suffix")``).
+
+        Raises:
+            FileNotFoundError, ValueError: as ``load_dataset_from_directory_with_segmentation_masks``.
+        """
         pairing = pair_folders(dirname, seg_dirname, arguments, mask_suffix)
         self._pairs, self._skipped_files = pairing.pairs, pairing.skipped
         self._changed()

@@ -1,7 +1,8 @@
 """Saving and loading a trained state: weights as safetensors, architecture/settings/split as JSON.
 
-Every write goes to a temporary file in the same folder and is renamed into place, so an interrupted save
-never leaves a half-written file where a good one was.
+Every write goes through :func:`atomic_write` (the package's one atomic writer, also used for reports, ONNX
+files and ``metrics.csv``): a temporary file in the same folder, flushed to disk and renamed into place, so an
+interrupted save never leaves a half-written file where a good one was.
 
 A state directory holds:
     model.safetensors   the network weights
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +37,30 @@ CHECKPOINT = "checkpoint.pt"
 FORMAT_VERSION = 1
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    """Write a file so that readers see the old file or the new one, never half of either.
+
+    ``write(tmp)`` writes the content to a temporary file in the same folder; it is flushed to disk (fsync)
+    and renamed over ``path``, and removed again if anything fails. The file gets the permissions any new
+    file would get (the umask's), not ``mkstemp``'s private 0600, so a model folder or a report on a shared
+    server can be read by colleagues. Every file this package writes goes through here.
+
+    Args:
+        path: the file to (re)place; missing parent folders are created.
+        write: called with the temporary file's path.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
         write(tmp)
-        # mkstemp creates 0600 files; give the state the permissions any new file would get (umask applies),
-        # so colleagues on a shared server can read a model folder.
+        # Without the fsync a crash soon after the rename can leave an empty file where the good one was.
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -50,6 +68,17 @@ def _atomic(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Atomically write ``data`` to ``path`` (see :func:`atomic_write`); returns ``path``."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Atomically write ``text`` to ``path`` (see :func:`atomic_write`); returns ``path``."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding=encoding))
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -60,7 +89,7 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
             json.dump(data, handle, indent=2, allow_nan=True)
             handle.write("\n")
 
-    _atomic(Path(path), write)
+    atomic_write(path, write)
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -78,7 +107,7 @@ def save_weights(
 ) -> None:
     """Atomically write the network's state dict as safetensors (contiguous CPU tensors)."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
-    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata or {}))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata or {}))
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -92,7 +121,7 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
-    _atomic(Path(path), lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -110,7 +110,7 @@ def _load_network(directory: str) -> tuple[nn.Module, dict[str, Any]]:
             "package, or retrain them with `python -m deepplantphenomics.train_vegetation` (docs/vegetation.md)."
         )
     model = load_model(path)
-    network = model._build_network()  # the facade's network: loaded from the state, nothing re-initialised
+    network = model.build_network()  # the facade's network: loaded from the state, nothing re-initialised
     tune_allocator()
     network = prepare_module(fold_batch_norm(network.eval()), torch.device("cpu"))
     return network, inference_settings(_read_card(path))

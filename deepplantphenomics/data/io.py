@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from deepplantphenomics.validation import IGNORE_INDEX
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-IGNORE_INDEX = 255
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, EOFError)
 # Pixels per band of rows converted at a time by ``read_image_into`` (a few MB for RGB).
 _STRIP_PIXELS = 1 << 20
