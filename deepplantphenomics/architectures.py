@@ -20,7 +20,10 @@ size (multiples of 16 avoid that final resize).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deepplantphenomics.model import SemanticSegmentationModel
 
 __all__ = ["FCN18_WIDTHS", "PREDEFINED", "UNET_WIDTHS", "declare"]
 
@@ -33,7 +36,7 @@ FCN18_WIDTHS: tuple[int, ...] = (16, 32, 64, 128, 256)
 _DOWNSAMPLINGS = 4  # 2x2 poolings in both networks
 
 
-def _conv(model: Any, out_channels: int, in_channels: int) -> None:
+def _conv(model: SemanticSegmentationModel, out_channels: int, in_channels: int) -> None:
     """3x3 'SAME' convolution + batch norm + relu, the building block of both networks."""
     model.add_convolutional_layer(
         filter_dimension=[3, 3, in_channels, out_channels],
@@ -43,14 +46,14 @@ def _conv(model: Any, out_channels: int, in_channels: int) -> None:
     )
 
 
-def _declare_unet(model: Any, widths: tuple[int, ...]) -> None:
+def _declare_unet(model: SemanticSegmentationModel, widths: tuple[int, ...]) -> None:
     """U-Net (Ronneberger et al., 2015): contracting path, bottleneck, expanding path with copy connections.
 
     Per encoder level: two 3x3 conv + BN + relu, 'save' the activation, 2x2 max pooling. Bottleneck: two
     3x3 convs. Per decoder level: a 2x2 transposed convolution (upsampling x2, relu, as in DPP) to the level's
     width, 'load' (concatenate the saved encoder activation), two 3x3 convs. Then the 1x1 output layer.
     """
-    channels = model._settings.image_depth
+    channels = model.settings.image_depth
     model.add_input_layer()
     for width in widths[:-1]:
         _conv(model, width, channels)
@@ -72,19 +75,22 @@ def _declare_unet(model: Any, widths: tuple[int, ...]) -> None:
     model.add_output_layer()
 
 
-def _declare_fcn18(model: Any, widths: tuple[int, ...]) -> None:
+def _declare_fcn18(model: SemanticSegmentationModel, widths: tuple[int, ...]) -> None:
     """FCN-18 as DPP defined it, made residual in the ResNet way and batch-normalised.
 
     DPP's 'fcn-18' (``use_predefined_model`` in DPP's ``deepplantpheno.py``) has 18 convolutions: four encoder
     levels of two 3x3 convs and a 2x2 max pooling, each followed by a skip connection, two 3x3 convs at the
     bottom, then four decoder levels of a 2x2 transposed convolution (relu) and two 3x3 convs, without copy
-    connections (a plain fully convolutional network, unlike U-Net). Here each skip connection after a pooling
-    is ``downsampled=True``: it adds the activation of the previous skip point (the input for the first),
-    brought to the new size and width by a stride-2 1x1 projection, which is a ResNet projection shortcut
-    around every encoder level. Batch norm follows every convolution (DPP had none) because a residual network
-    trained from scratch with small batches is much steadier with it.
+    connections (a plain fully convolutional network, unlike U-Net). Skip connections follow DPP's rule: the
+    first (after level one) only marks the residual source, and each later one, ``downsampled=True``, adds the
+    activation of the previous skip point brought to the new size and width by a stride-2 1x1 projection, a
+    ResNet projection shortcut around levels two to four. The first is declared ``downsampled=True`` as well
+    (it does nothing on a marker) so that FCN-18 states saved under the earlier rule, where it added a
+    projection of the input, match this declaration and load with their own rule. Batch norm follows every
+    convolution (DPP had none) because a residual network trained from scratch with small batches is much
+    steadier with it.
     """
-    channels = model._settings.image_depth
+    channels = model.settings.image_depth
     model.add_input_layer()
     for width in widths[:-1]:
         _conv(model, width, channels)
@@ -103,11 +109,11 @@ def _declare_fcn18(model: Any, widths: tuple[int, ...]) -> None:
     model.add_output_layer()
 
 
-def _check_unet_size(model: Any) -> None:
-    channels, height, width = model._input_shape()
+def _check_unet_size(model: SemanticSegmentationModel) -> None:
+    channels, height, width = model.input_shape
     factor = 2**_DOWNSAMPLINGS
     if height % factor or width % factor:
-        where = "set_patch_size" if model._settings.patching else "set_image_dimensions"
+        where = "set_patch_size" if model.settings.patching else "set_image_dimensions"
         raise ValueError(
             f"use_predefined_model('u-net') needs an input height and width that are multiples of {factor} "
             f"(it pools {_DOWNSAMPLINGS} times and concatenates each level with the same-sized encoder "
@@ -117,7 +123,7 @@ def _check_unet_size(model: Any) -> None:
         )
 
 
-def declare(model: Any, name: str) -> None:
+def declare(model: SemanticSegmentationModel, name: str) -> None:
     """Declare a predefined architecture on ``model`` with its public ``add_*`` methods.
 
     Args:
@@ -137,5 +143,5 @@ def declare(model: Any, name: str) -> None:
         _check_unet_size(model)
         _declare_unet(model, UNET_WIDTHS)
     else:
-        model._input_shape()  # raises the usual "set_image_dimensions first" error before any layer is added
+        _ = model.input_shape  # raises the usual "set_image_dimensions first" error before any layer is added
         _declare_fcn18(model, FCN18_WIDTHS)

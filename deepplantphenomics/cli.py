@@ -1,4 +1,4 @@
-"""The ``dpp`` command line: segment, evaluate, train, predict, export (see docs/cli.md).
+"""The ``dpp`` command line: segment, evaluate, train, predict, export, measure, growth (see docs/cli.md).
 
 Every command turns the library's own errors (ValueError, TypeError, FileNotFoundError, RuntimeError, other
 OSErrors) into a one-line ``Error: <message>`` and a non-zero exit code, never a traceback (the environment
@@ -15,9 +15,9 @@ import os
 import shlex
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 import numpy as np
@@ -25,13 +25,26 @@ from PIL import Image
 from tqdm import tqdm
 
 from deepplantphenomics import distributed
-from deepplantphenomics.data.io import IMAGE_EXTENSIONS, is_image_file, read_binary_mask, read_image
-from deepplantphenomics.model import __version__
+from deepplantphenomics._version import __version__
+from deepplantphenomics.data.io import (
+    IMAGE_EXTENSIONS,
+    image_files,
+    not_found,
+    read_binary_mask,
+    read_image,
+)
+from deepplantphenomics.inference import chunked
 from deepplantphenomics.postprocess import apply_mask, overlay_mask, to_uint8_rgb
+from deepplantphenomics.tools import METHODS
+from deepplantphenomics.validation import IGNORE_INDEX
+
+if TYPE_CHECKING:  # imported for the annotations only: the commands import these modules when they run
+    from deepplantphenomics.model import SemanticSegmentationModel
+    from deepplantphenomics.report import ResultsReport
+    from deepplantphenomics.settings import Settings
 
 __all__ = ["expand_inputs", "main", "output_stems"]
 
-METHODS = ("network", "network-fast", "exg", "cive")
 RESULTS_CSV = "results.csv"
 SEGMENT_COLUMNS = ("file", "width", "height", "plant_pixels", "plant_fraction")
 SCORE_COLUMNS = ("dice", "iou", "precision", "recall")
@@ -93,11 +106,15 @@ def _warn(message: str) -> None:
 
 
 # ============================================================================ inputs and output names
-def expand_inputs(items: Sequence[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files from command-line arguments: folders expand to their image files (sorted, not recursive).
+def expand_inputs(
+    items: Sequence[str | os.PathLike], recursive: bool = False
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files from command-line arguments: folders expand to their image files (sorted; sub-folders too with
+    ``recursive``).
 
     Args:
         items: file and folder paths as given.
+        recursive: include the image files of sub-folders.
 
     Returns:
         (files in argument order without repeats, [(path, message)] for arguments that are missing or are
@@ -116,15 +133,18 @@ def expand_inputs(items: Sequence[str | os.PathLike]) -> tuple[list[Path], list[
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+            found = image_files(path, recursive)
             if not found:
-                problems.append((path, f"Folder '{path}' holds no images ({', '.join(IMAGE_EXTENSIONS)})."))
+                hint = "" if recursive else " (--recursive includes sub-folders)"
+                problems.append(
+                    (path, f"Folder '{path}' holds no images ({', '.join(IMAGE_EXTENSIONS)}){hint}.")
+                )
             for p in found:
                 add(p)
         elif path.is_file():
             add(path)
         else:
-            problems.append((path, f"Image file not found: '{path}'."))
+            problems.append((path, str(not_found(path))))
     return files, problems
 
 
@@ -169,11 +189,6 @@ def output_stems(paths: Sequence[Path]) -> list[str]:
 
 
 # ============================================================================ processing in small batches
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _progress(total: int, desc: str) -> tqdm:
     # disable=None: a bar on a terminal, none in logs and pipes.
     return tqdm(total=total, desc=desc, unit="image", disable=None, file=sys.stderr, dynamic_ncols=True)
@@ -205,7 +220,7 @@ def _process(
         failed.append(path)
 
     with _progress(len(paths), desc) as bar:
-        for chunk in _chunks(paths, batch_size):
+        for chunk in chunked(paths, batch_size):
             images: dict[Path, np.ndarray] = {}
             for path in chunk:
                 try:
@@ -317,19 +332,16 @@ def _tool_predictor(method: str, batch_size: int) -> Callable[[list[Path]], Sequ
     return predict
 
 
-def _load_trained(state_dir: Path) -> tuple[Any, Any]:
+def _load_trained(state_dir: Path) -> tuple[SemanticSegmentationModel, Settings]:
     """(model, settings) of a saved state; settings say how its outputs map back to the image size."""
-    from deepplantphenomics import state
     from deepplantphenomics.model import load_model
-    from deepplantphenomics.settings import Settings
 
     model = load_model(state_dir)
-    settings = Settings.from_dict(state.read_json(Path(state_dir) / state.SETTINGS))
-    return model, settings
+    return model, model.settings
 
 
 def _model_predictor(
-    model: Any, settings: Any, threshold: float | str | None = None
+    model: SemanticSegmentationModel, settings: Settings, threshold: float | str | None = None
 ) -> Callable[[list[Path]], Sequence[np.ndarray]]:
     """A trained model as files -> uint8 masks at each file's own size (0/1 binary, class indices).
 
@@ -393,6 +405,8 @@ def main() -> None:
     dpp train CONFIG.toml               train a model described in a config file
     dpp predict STATE_DIR IMAGES...     masks from a trained model
     dpp export STATE_DIR model.onnx     the trained model as ONNX, for deployment
+    dpp measure PHOTOS... --out DIR     per-plant area, shape and colour; trays with --grid RxC
+    dpp growth plants.csv --out DIR     growth curves per plant from dpp measure's CSV
 
     Run `dpp COMMAND --help` for a command's options.
     """
@@ -418,8 +432,13 @@ def main() -> None:
     show_default=True,
     help="Images processed together.",
 )
+@click.option(
+    "--recursive", is_flag=True, help="Folders also give the images of their sub-folders (sorted by path)."
+)
 @click.option("--report", is_flag=True, help="Also write report.html: overlays and figures of every image.")
-def segment(images: tuple[Path, ...], out_dir: Path, method: str, batch_size: int, report: bool) -> None:
+def segment(
+    images: tuple[Path, ...], out_dir: Path, method: str, batch_size: int, recursive: bool, report: bool
+) -> None:
     """Segment plants in IMAGES (files or folders of images) without training.
 
     Writes, per image, STEM_mask.png (0/255), STEM_cutout.png (the image with the background set to 0)
@@ -428,7 +447,7 @@ def segment(images: tuple[Path, ...], out_dir: Path, method: str, batch_size: in
     With --report, also report.html: one page with every overlay and plant fraction, sortable.
     """
     method = method.lower()
-    files, problems = expand_inputs(images)
+    files, problems = expand_inputs(images, recursive)
     sharded = distributed.initialize()  # under torchrun: each rank segments every N-th file
     if distributed.is_main():
         _report_problems(problems)
@@ -490,14 +509,14 @@ def _inputs_label(items: Sequence[Path], shown: int = 10) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def _new_report(title: str, settings: dict[str, Any], evaluation: bool = False) -> Any:
+def _new_report(title: str, settings: dict[str, Any], evaluation: bool = False) -> ResultsReport:
     from deepplantphenomics.report import ResultsReport
 
     return ResultsReport(title, settings, evaluation=evaluation)
 
 
 def _write_report(
-    page: Any, out_dir: Path, problems: Sequence[tuple[Path, str]], failed: Sequence[Path]
+    page: ResultsReport, out_dir: Path, problems: Sequence[tuple[Path, str]], failed: Sequence[Path]
 ) -> None:
     """Write report.html, listing the inputs that could not be processed under the table."""
     from deepplantphenomics.report import REPORT_HTML
@@ -544,7 +563,14 @@ def _format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
     "masks_dir",
     required=True,
     type=click.Path(path_type=Path),
-    help="Folder of true masks (0 = background, > 127 or 1 = plant), paired with the images by name.",
+    help="Folder of true masks (0 = background, > 127 or 1 = plant), paired with the images by name or "
+    "name suffix (a_mask.png); may be the --images folder.",
+)
+@click.option(
+    "--mask-suffix",
+    default=None,
+    help="The end of a mask's name after its image's (a-m.png for a.jpg: -m), when it is not one of _mask, "
+    "_masks, _fg, _label, _labels, _seg, _gt, _annotation.",
 )
 @click.option(
     "--method",
@@ -577,6 +603,7 @@ def _format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
 def evaluate(
     images_dir: Path,
     masks_dir: Path,
+    mask_suffix: str | None,
     method: str,
     state_dir: Path | None,
     csv_path: Path | None,
@@ -587,7 +614,8 @@ def evaluate(
 ) -> None:
     """Score a method (or a trained model) against true masks: Dice, IoU, precision, recall per image.
 
-    Images and masks are paired by file name, or by name stem (plant_01.jpg with plant_01.png). The last row
+    Images and masks are paired by file name, or by name stem (plant_01.jpg with plant_01.png), else by one
+    mask-name suffix for the folder (plant_01_mask.png; --mask-suffix for others). The last row
     is the mean over the images. With --report --out DIR, also DIR/report.html: every image's overlay
     (prediction tinted, true mask outlined) and scores, worst first, sortable.
     """
@@ -603,7 +631,7 @@ def evaluate(
         raise click.UsageError(
             "--threshold applies to a trained model (--state); tool methods cut as documented."
         )
-    pairs, _ = pair_files(images_dir, masks_dir, ("--images", "--masks"))
+    pairs, _ = pair_files(images_dir, masks_dir, ("--images", "--masks", "--mask-suffix"), mask_suffix)
     if state_dir is not None:
         model, settings = _load_trained(state_dir)
         if settings.num_classes != 2:
@@ -630,9 +658,10 @@ def evaluate(
                 f"Mask '{truth_of[path]}' is {truth.shape[0]}x{truth.shape[1]} but image '{path}' is "
                 f"{image.shape[0]}x{image.shape[1]}."
             )
-        rows.append((path.name, binary_scores(mask, truth)))
+        scored = truth != IGNORE_INDEX  # 255 in a 0/1/255 mask: pixels the truth leaves out
+        rows.append((path.name, binary_scores(mask[scored], truth[scored])))
         if page is not None:
-            page.add(path.name, image, mask, truth=truth)
+            page.add(path.name, image, mask, truth=truth == 1)
 
     failed = _process([image for image, _ in pairs], batch_size, predict, handle, "evaluate")
     if rows:
@@ -705,12 +734,16 @@ def train(config: Path, resume: bool) -> None:
     help="Binary models: 'dpp' (default; DPP's rule, each probability map cut at the middle of its own "
     "min-max range), 'otsu', or a number in (0, 1) such as 0.5 (best when some images hold no plant).",
 )
+@click.option(
+    "--recursive", is_flag=True, help="Folders also give the images of their sub-folders (sorted by path)."
+)
 def predict(
     state_dir: Path,
     images: tuple[Path, ...],
     out_dir: Path,
     batch_size: int,
     threshold: float | str | None,
+    recursive: bool,
 ) -> None:
     """Masks from a trained model (STATE_DIR, a save_dir) for IMAGES (files or folders).
 
@@ -719,7 +752,7 @@ def predict(
     """
     model, settings = _load_trained(state_dir)
     num_classes = settings.num_classes
-    files, problems = expand_inputs(images)
+    files, problems = expand_inputs(images, recursive)
     _report_problems(problems)
     out_dir.mkdir(parents=True, exist_ok=True)
     stems = dict(zip(files, output_stems(files)))
@@ -778,3 +811,194 @@ def export(state_dir: Path, output: Path, logits: bool) -> None:
     except ImportError as exc:  # the optional extra is missing: its message names the pip command
         raise click.ClickException(str(exc)) from None
     click.echo(f"Exported the model in '{state_dir}' to '{path}'.")
+
+
+# ============================================================================ phenotypes: measure and growth
+PLANTS_CSV = "plants.csv"
+PHOTOS_CSV = "photos.csv"
+PHOTO_COLUMNS = ("file", "width", "height", "plants", "specks_dropped", "speck_pixels", "grid")
+
+
+def _mask_reader(
+    files: Sequence[Path], masks_dir: Path, mask_suffix: str | None = None
+) -> tuple[Callable, dict[Path, Path]]:
+    """Files -> the user's masks, paired with the photos as the training loader pairs them (``pair_files``)."""
+    from deepplantphenomics.data.dataset import pair_files
+
+    mask_of: dict[Path, Path] = {}
+    for folder in dict.fromkeys(path.parent for path in files):
+        pairs, _ = pair_files(folder, masks_dir, ("PHOTOS", "--masks", "--mask-suffix"), mask_suffix)
+        mask_of.update((image.resolve(), mask) for image, mask in pairs)
+
+    def predict(paths: list[Path]) -> Sequence[np.ndarray]:
+        return [read_binary_mask(mask_of[path.resolve()])[0] for path in paths]
+
+    return predict, {path: mask_of[path.resolve()] for path in files}
+
+
+@main.command(short_help="Per-plant area, shape and colour (trays: --grid), with overlays.")
+@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
+@click.option(
+    "--masks",
+    "masks_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of your own masks (0 = background), paired with the photos by name, name stem or mask "
+    "suffix (a_mask.png); without it, masks come from the vegetation tool (--method).",
+)
+@click.option(
+    "--mask-suffix",
+    default=None,
+    help="With --masks: the end of a mask's name after its photo's (a-m.png for a.jpg: -m), when it is not "
+    "one of _mask, _masks, _fg, _label, _labels, _seg, _gt, _annotation.",
+)
+@click.option("--grid", default=None, help="Tray of ROWSxCOLS pots, e.g. 4x6 (ids A1, A2, ...), or 'auto'.")
+@click.option(
+    "--mm-per-pixel",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Scale: adds mm columns.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(METHODS, case_sensitive=False),
+    default="network",
+    show_default=True,
+    help="Vegetation tool method that makes the masks (not with --masks).",
+)
+@click.option(
+    "--min-area",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Plants below this many pixels are specks: dropped and counted [default: 30].",
+)
+@click.option(
+    "--merge-distance",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Without --grid: fragments at most this many pixels apart are one plant [default: 8].",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+def measure(
+    photos: tuple[Path, ...],
+    out_dir: Path,
+    masks_dir: Path | None,
+    mask_suffix: str | None,
+    grid: str | None,
+    mm_per_pixel: float | None,
+    method: str,
+    min_area: int | None,
+    merge_distance: float | None,
+    batch_size: int,
+) -> None:
+    """Measure every plant in PHOTOS (files or folders): area, perimeter, hull, axes, colour.
+
+    Writes plants.csv (one row per plant per photo; columns in docs/measure.md), photos.csv (plants and
+    dropped specks per photo) and STEM_plants.png (each plant outlined and labelled with its id). With
+    --grid RxC, plants are named by their pot (A1, A2, ... row-major), the same in every photo of a series;
+    then `dpp growth plants.csv` draws growth curves.
+    """
+    from deepplantphenomics import measure as measuring
+
+    ctx = click.get_current_context()
+    if masks_dir is not None and ctx.get_parameter_source("method") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("Give either --masks or --method, not both.")
+    try:
+        tray = measuring.parse_grid(grid, "--grid")
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(one_line(exc), param_hint="--grid") from None
+    options = {
+        "grid": tray,
+        "mm_per_pixel": mm_per_pixel,
+        "min_area": measuring.MIN_AREA if min_area is None else min_area,
+        "merge_distance": measuring.MERGE_DISTANCE if merge_distance is None else merge_distance,
+    }
+    files, problems = expand_inputs(photos)
+    _report_problems(problems)
+    if mask_suffix is not None and masks_dir is None:
+        raise click.UsageError("--mask-suffix names the masks of --masks DIR: give --masks too.")
+    if masks_dir is not None:
+        predict, mask_of = _mask_reader(files, masks_dir, mask_suffix)
+    else:
+        predict, mask_of = _tool_predictor(method.lower(), batch_size), {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stems = dict(zip(files, output_stems(files)))
+    plants_log = _CsvLog(out_dir / PLANTS_CSV, ("file", *measuring.PLANT_COLUMNS))
+    photos_log = _CsvLog(out_dir / PHOTOS_CSV, PHOTO_COLUMNS)
+    counts = {"photos": 0, "plants": 0}
+
+    def handle(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
+        if mask.shape[:2] != image.shape[:2]:
+            source = f"Mask '{mask_of[path]}'" if path in mask_of else "The mask"
+            raise ValueError(
+                f"{source} is {mask.shape[1]}x{mask.shape[0]} (W x H) but photo '{path}' is "
+                f"{image.shape[1]}x{image.shape[0]}."
+            )
+        if isinstance(tray, tuple):
+            measuring.check_grid_fits(tray, image.shape[0], image.shape[1], "--grid")
+        result = measuring.measure_plants(image, mask, **options)
+        _save_png(out_dir / f"{stems[path]}_plants.png", measuring.draw_plants(image, result))
+        for record in result.plants:
+            plants_log.write([str(path), *(measuring.csv_value(record[c]) for c in measuring.PLANT_COLUMNS)])
+        found = sum(1 for record in result.plants if record["area_px"])
+        grid_text = "" if result.grid is None else f"{result.grid[0]}x{result.grid[1]}"
+        photos_log.write(
+            [str(path), image.shape[1], image.shape[0], found, result.specks, result.speck_pixels, grid_text]
+        )
+        counts["photos"] += 1
+        counts["plants"] += found
+
+    try:
+        failed = _process(files, batch_size, predict, handle, "measure") if files else []
+    finally:
+        plants_log.close()
+        photos_log.close()
+    click.echo(
+        f"Measured {counts['plants']} plant(s) in {counts['photos']} photo(s); results in "
+        f"'{out_dir / PLANTS_CSV}'."
+    )
+    _finish(failed, problems, len(files) + len(problems))
+
+
+@main.command(short_help="Growth curves per plant from plants.csv (needs the 'plots' extra for the PNG).")
+@click.argument("plants_csv", type=click.Path(path_type=Path))
+@click.option(
+    "--time-from-name", "pattern", default=None, help="Regex taking each photo's time from its name."
+)
+@click.option("--time-from-exif", "exif", is_flag=True, help="Take each photo's time from its EXIF date.")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder."
+)
+def growth(plants_csv: Path, pattern: str | None, exif: bool, out_dir: Path) -> None:
+    """Area per plant and time, and relative growth rate, from PLANTS_CSV (written by `dpp measure`).
+
+    The time of each photo comes from its file name (--time-from-name 'day(\\d+)' reads 3 from
+    tray_day03.png; a date such as 2024-05-01 becomes days since the first photo) or from its EXIF date
+    (--time-from-exif; days since the first photo). Writes growth.csv, growth.png (one small panel per plant
+    with the median of all plants) and growth.html.
+    """
+    from deepplantphenomics import growth as growing
+
+    if (pattern is None) == (not exif):
+        raise click.UsageError("Give exactly one of --time-from-name REGEX and --time-from-exif.")
+    rows = growing.read_plants_csv(plants_csv)
+    times = growing.photo_times([row["file"] for row in rows], pattern=pattern, exif=exif)
+    table = growing.growth_table(rows, times)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    growing.write_growth_csv(out_dir / growing.GROWTH_CSV, table)
+    dated = any(entry["timestamp"] for entry in table)
+    png = growing.save_growth_plot(table, out_dir / growing.GROWTH_PNG, "days" if dated else "time")
+    page = growing.write_growth_html(table, out_dir / growing.GROWTH_HTML, png, f"Growth: {plants_csv}")
+    plants = len({entry["plant"] for entry in table})
+    if any(entry["row"] is None for entry in table):
+        click.echo(
+            "Note: plants measured without --grid are numbered P1, P2, ... in each photo's reading order, which "
+            "can change between photos; measure a series with --grid RxC for ids that follow each pot."
+        )
+    click.echo(f"Growth of {plants} plant(s) at {len(set(times.values()))} time(s) in '{out_dir}'.")
+    if png is None:
+        click.echo("No growth.png: matplotlib is not installed (pip install 'deepplantphenomics[plots]').")
+    click.echo(f"Report written to '{page}'.")

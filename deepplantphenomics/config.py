@@ -16,9 +16,10 @@ versioned next to its results and repeated exactly:
     random_seed = 7
     augmentation_crop = { augment = true, crop_ratio = 0.8 }
 
-    [data]        # load_dataset_from_directory_with_segmentation_masks(images, masks)
+    [data]        # load_dataset_from_directory_with_segmentation_masks(images, masks, mask_suffix)
     images = "data/images"
-    masks = "data/masks"
+    masks = "data/masks"      # may be the images folder when masks carry a suffix (a_mask.png)
+    # mask_suffix = "-m"      # only for a suffix other than _mask, _masks, _fg, _label(s), _seg, _gt, _annotation
 
     [network]     # use_predefined_model("u-net"), or a list of layers:
     predefined = "u-net"
@@ -101,7 +102,9 @@ SETTING_KEYS: dict[str, str] = {
     "augmentation_crop": "set_augmentation_crop",
 }
 
-DATA_KEYS = ("images", "masks")
+DATA_KEYS = ("images", "masks", "mask_suffix")
+# The [data] keys every config needs (mask_suffix is optional).
+REQUIRED_DATA_KEYS = ("images", "masks")
 NETWORK_KEYS = ("predefined", "layers")
 
 # [network] layers: `type` -> the builder method; the layer's other keys are that method's arguments.
@@ -230,7 +233,7 @@ class TrainingConfig:
     Attributes:
         model: [model] constructor arguments, folder paths already resolved.
         settings: [settings] in file order.
-        data: [data] ``images`` and ``masks`` folders, resolved.
+        data: [data] ``images`` and ``masks`` folders, resolved, and the optional ``mask_suffix`` (a str).
         network: [network] ``predefined`` name or ``layers`` list.
         base_dir: folder that relative paths were resolved against.
         source: the config file, when read from one (for messages).
@@ -238,7 +241,7 @@ class TrainingConfig:
 
     model: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Path] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
     network: dict[str, Any] = field(default_factory=dict)
     base_dir: Path = field(default_factory=Path)
     source: Path | None = None
@@ -319,7 +322,7 @@ class TrainingConfig:
                 model[key] = resolve(f"model.{key}", model[key])
 
         data = sections.get("data", {})
-        for key in DATA_KEYS:
+        for key in REQUIRED_DATA_KEYS:
             if key not in data:
                 raise ValueError(f"Config {where} needs `data.{key}` (the folder of training {key}).")
             data[key] = resolve(f"data.{key}", data[key])
@@ -379,7 +382,12 @@ class TrainingConfig:
             raise type(exc)(f"[model] in config {where}: {exc}") from None
         for key, value in self.settings.items():
             _call(model, SETTING_KEYS[key], value, f"settings.{key}", where)
-        model._load_pairs(self.data["images"], self.data["masks"], ("data.images", "data.masks"))
+        model.load_image_mask_folders(
+            self.data["images"],
+            self.data["masks"],
+            ("data.images", "data.masks", "data.mask_suffix"),
+            self.data.get("mask_suffix"),
+        )
         if "predefined" in self.network:
             _call(model, "use_predefined_model", self.network["predefined"], "network.predefined", where)
         else:

@@ -27,9 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepplantphenomics._version import __version__
 from deepplantphenomics.data.dataset import NORMALIZATIONS
-from deepplantphenomics.report import replace_file
 from deepplantphenomics.settings import Settings
+from deepplantphenomics.state import atomic_write_bytes
 
 __all__ = ["DEFAULT_OPSET", "ExportWrapper", "export_onnx", "size_multiple"]
 
@@ -197,8 +198,6 @@ def export_onnx(
         )
     proto = onnx.load_model_from_string(buffer.getvalue())
     binary = settings.num_classes == 2
-    from deepplantphenomics.model import __version__
-
     props = {
         "producer": "deepplantphenomics",
         "library_version": __version__,
@@ -232,4 +231,4 @@ def export_onnx(
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
-    return replace_file(path, data)
+    return atomic_write_bytes(path, data)

@@ -21,18 +21,43 @@ from deepplantphenomics.data.dataset import (
     pixel_statistics,
     to_tensor_image,
 )
-from deepplantphenomics.data.io import match_depth, pixel_scale, read_image, read_image_into
+from deepplantphenomics.data.io import (
+    IMAGE_EXTENSIONS,
+    image_files,
+    match_depth,
+    not_found,
+    pixel_scale,
+    read_image,
+    read_image_into,
+)
 from deepplantphenomics.data.patches import predict_tiled
 from deepplantphenomics.runtime import mapped_allocations, prepare_input, prepare_module, tune_allocator
-from deepplantphenomics.settings import Settings
+from deepplantphenomics.settings import Settings, check_bool
 
 
 def check_files(
-    files: Sequence[str | os.PathLike] | str | os.PathLike, argument: str = "files"
+    files: Sequence[str | os.PathLike] | str | os.PathLike, argument: str = "files", recursive: bool = False
 ) -> list[Path]:
-    """Normalise a file or list of files; a missing file raises FileNotFoundError naming it."""
+    """Image files from a path or list of paths; a folder stands for its image files, sorted.
+
+    Args:
+        files: file and folder paths (or one path).
+        argument: the caller's name for ``files``, used in error messages.
+        recursive: folders also give the image files of their sub-folders.
+
+    Returns:
+        The files, in input order (each folder's sorted, as ``dpp segment`` lists them).
+
+    Raises:
+        TypeError: ``files`` is not a path or a list of paths, ``recursive`` not a bool.
+        FileNotFoundError: "No such file or folder", naming the path.
+        ValueError: an empty list, or a folder without image files (named).
+    """
+    recursive = check_bool("recursive", recursive)
     if isinstance(files, (str, os.PathLike)):
         files = [files]
+    if isinstance(files, np.ndarray) and files.ndim == 1:
+        files = files.tolist()  # a numpy array of paths, as DPP accepted
     if not isinstance(files, Sequence) or isinstance(files, (bytes, bytearray)):
         raise TypeError(
             f"Invalid value for argument `{argument}`: expected a list of file paths, received {files!r}."
@@ -44,9 +69,18 @@ def check_files(
                 f"Invalid value for argument `{argument}`: expected file paths, received {item!r}."
             )
         path = Path(item)
-        if not path.is_file():
-            raise FileNotFoundError(f"Image file not found: '{path}'.")
-        paths.append(path)
+        if path.is_dir():
+            found = image_files(path, recursive)
+            if not found:
+                raise ValueError(
+                    f"Folder '{path}' given in `{argument}` holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+                    + ("." if recursive else "; pass recursive=True to include its sub-folders.")
+                )
+            paths.extend(found)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise not_found(path)
     if not paths:
         raise ValueError(f"Invalid value for argument `{argument}`: expected at least one file, received [].")
     return paths
@@ -87,15 +121,20 @@ def read_into_result(path: Path, depth: int, channels: int) -> tuple[np.ndarray,
     return results[0], image
 
 
-def network_probabilities(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, K, H, W): sigmoid of the single binary logit, softmax over K classes."""
+def class_probabilities(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, K, H, W): sigmoid of the single binary logit, softmax over K classes.
+
+    The model's own output activation, one batch at a time. (``tools.network_probabilities`` is the
+    vegetation tool's scheme on top of a network: resized views, mirroring, averaged logits.)
+    """
     logits = network(images).float()
     if logits.shape[1] == 1:
         return torch.sigmoid(logits)
     return torch.softmax(logits, dim=1)
 
 
-def _batches(items: list, size: int) -> Iterator[list]:
+def chunked(items: list, size: int) -> Iterator[list]:
+    """Consecutive slices of ``items`` of ``size`` items each (the last one shorter)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -121,7 +160,7 @@ def predict_files(
     if settings.patching:
 
         def predict(tiles: torch.Tensor) -> torch.Tensor:
-            return network_probabilities(network, prepare_input(tiles, device))
+            return class_probabilities(network, prepare_input(tiles, device))
 
         channels = 1 if settings.binary else settings.num_classes
         for path in files:
@@ -153,7 +192,7 @@ def predict_files(
             del raw, pixels
             outputs.append(result)
         return outputs
-    for group in _batches(files, step):
+    for group in chunked(files, step):
         batch = torch.stack(
             [
                 fit_to_network(
@@ -167,7 +206,7 @@ def predict_files(
             ]
         )
         batch = prepare_input(normalize(batch, settings.input_normalization), device)
-        probs = network_probabilities(network, batch)
+        probs = class_probabilities(network, batch)
         outputs.extend(as_numpy(p) for p in probs)
     return outputs
 

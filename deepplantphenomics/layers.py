@@ -2,8 +2,9 @@
 
 A spec is ``{"kind": ..., **params}``. ``output_shape`` tells what a spec does to a (C, H, W) shape so the builder
 can track shapes as layers are added (and print them, as DPP did); ``make_module`` builds the torch module.
-TensorFlow's 'SAME' padding is reproduced exactly (asymmetric when needed) because DPP networks relied on it:
-every layer keeps ``ceil(size / stride)``.
+TensorFlow's 'SAME' padding is reproduced exactly (asymmetric when needed): every layer keeps
+``ceil(size / stride)``. DPP's poolings were 'SAME'; its convolutions padded ``k // 2`` on every side, which is the
+same for odd kernels at stride 1 (docs/migrating.md lists where it differs).
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepplantphenomics.validation import IGNORE_INDEX, check_num_classes
+
 __all__ = [
     "IGNORE_INDEX",
     "LOSS_NAMES",
@@ -34,7 +36,6 @@ __all__ = [
     "canonical_loss_name",
 ]
 
-IGNORE_INDEX = 255
 
 #: Canonical loss names accepted by :func:`build_loss` (what :func:`canonical_loss_name` returns).
 #: 'cross entropy' is the family name: binary models use sigmoid, multi-class models softmax.
@@ -117,19 +118,6 @@ def canonical_loss_name(name: str, argument: str = "loss_function") -> str:
     raise _invalid_name(name, argument)
 
 
-def _check_num_classes(num_classes: int) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(
-            "Invalid type for argument `num_classes`: expected an int, "
-            f"received {type(num_classes).__name__}."
-        )
-    if num_classes < 2:
-        raise ValueError(
-            f"Invalid value for argument `num_classes`: expected an int >= 2, received {num_classes}."
-        )
-    return num_classes
-
-
 def _check_class_weights(class_weights: Sequence[float] | None, num_classes: int) -> torch.Tensor | None:
     if class_weights is None:
         return None
@@ -168,7 +156,7 @@ class _SegmentationLoss(nn.Module):
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
-        self.num_classes = _check_num_classes(num_classes)
+        self.num_classes = check_num_classes("num_classes", num_classes)
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
             raise TypeError(
                 "Invalid type for argument `ignore_index`: expected an int, "
@@ -466,7 +454,7 @@ def build_loss(
             length or non-positive values.
     """
     canonical = canonical_loss_name(name)
-    _check_num_classes(num_classes)
+    check_num_classes("num_classes", num_classes)
     _check_class_weights(class_weights, num_classes)
     if canonical in _CROSS_ENTROPY_TERMS:
         return CrossEntropySegmentationLoss(num_classes, class_weights, ignore_index)

@@ -1,6 +1,6 @@
 """Segmentation metrics built on a confusion matrix, plus per-image binary scores.
 
-Pixels whose target is :data:`~deepplantphenomics.losses.IGNORE_INDEX` (255) are excluded everywhere.
+Pixels whose target is :data:`~deepplantphenomics.validation.IGNORE_INDEX` (255) are excluded everywhere.
 
 Conventions for classes that are missing:
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from deepplantphenomics.losses import IGNORE_INDEX
+from deepplantphenomics.validation import IGNORE_INDEX, check_num_classes
 
 __all__ = [
     "ConfusionMatrix",
@@ -28,19 +28,6 @@ __all__ = [
     "format_metrics",
     "predictions_from_logits",
 ]
-
-
-def _check_num_classes(num_classes: int) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(
-            "Invalid type for argument `num_classes`: expected an int, "
-            f"received {type(num_classes).__name__}."
-        )
-    if num_classes < 2:
-        raise ValueError(
-            f"Invalid value for argument `num_classes`: expected an int >= 2, received {num_classes}."
-        )
-    return num_classes
 
 
 def _ratio(numerator: float, denominator: float, present: bool) -> float:
@@ -74,7 +61,7 @@ class ConfusionMatrix:
     """
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, device=None) -> None:
-        self.num_classes = _check_num_classes(num_classes)
+        self.num_classes = check_num_classes("num_classes", num_classes)
         self.ignore_index = ignore_index
         self._device = torch.device(device) if device is not None else None
         start_device = self._device if self._device is not None else torch.device("cpu")

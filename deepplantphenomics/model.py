@@ -7,11 +7,13 @@ what goes beyond DPP.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import hashlib
 import json
 import math
 import os
+import random
 import sys
 import warnings
 from pathlib import Path
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 from deepplantphenomics import distributed, state
+from deepplantphenomics._version import __version__
 from deepplantphenomics.data.dataset import (
     InMemoryData,
     LoadReport,
@@ -28,23 +31,24 @@ from deepplantphenomics.data.dataset import (
     image_statistics,
     load_pairs,
     make_split,
-    pair_files,
+    mode_counts,
+    pair_folders,
     reuse_split,
     stack,
 )
 from deepplantphenomics.inference import check_files, interpret, predict_files, stack_or_list
+from deepplantphenomics.layers import LAYER_NAMES
 from deepplantphenomics.losses import build_loss, canonical_loss_name
-from deepplantphenomics.network import NetworkBuilder, SegmentationNetwork, initialize_weights
+from deepplantphenomics.network import (
+    SKIP_SEMANTICS_DPP,
+    NetworkBuilder,
+    SegmentationNetwork,
+    initialize_weights,
+)
 from deepplantphenomics.runtime import prepare_module
 from deepplantphenomics.settings import (
     Settings,
     check_activation,
-    check_bool,
-    check_choice,
-    check_dims,
-    check_float,
-    check_int,
-    check_mask_threshold,
     check_setting,
 )
 from deepplantphenomics.training import (
@@ -56,8 +60,18 @@ from deepplantphenomics.training import (
     report_test_metrics,
     write_tensorboard_scalars,
 )
+from deepplantphenomics.validation import (
+    check_bool,
+    check_choice,
+    check_dims,
+    check_float,
+    check_int,
+    check_mask_threshold,
+    check_num_classes,
+    check_sequence,
+)
 
-__version__ = "0.1.0"
+_MAX_SEED = 2**32 - 1  # np.random.seed's upper bound
 
 # DPPModel methods of DPP's other model types (classification, regression, detection, counting).
 _OTHER_PROBLEM_TYPE_METHODS = frozenset(
@@ -149,11 +163,42 @@ class SemanticSegmentationModel:
         self._closed = False
         self._global_step = 0  # training batches done, the x axis of TensorBoard's test scalars
         self._batches_per_decay: int | None = None  # set_learning_rate_decay(..., batches_per_decay=n)
+        # How skip connections compute: DPP's rule, or the older one of a state loaded from disk.
+        self._skip_semantics = SKIP_SEMANTICS_DPP
 
     @property
     def save_dir(self) -> Path:
         """Where the trained state is written."""
         return self._save_dir
+
+    # ================================================================== read-only views for other modules
+    @property
+    def settings(self) -> Settings:
+        """A copy of every hyperparameter set so far (change them with the ``set_*`` methods)."""
+        return copy.deepcopy(self._settings)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the network input: the image size, or the patch size when patching.
+
+        Raises:
+            RuntimeError: ``set_image_dimensions`` has not been called yet.
+        """
+        return self._input_shape()
+
+    @property
+    def layer_specs(self) -> list[dict[str, Any]]:
+        """Copies of the layer specs declared so far, input layer first (empty before ``add_input_layer``)."""
+        return copy.deepcopy(self._builder.specs) if self._builder is not None else []
+
+    def build_network(self) -> SegmentationNetwork:
+        """The complete network: built on first use (with the saved weights when ``load_from_saved`` or
+        ``dpp.load_model`` gave a state), the same module afterwards.
+
+        Raises:
+            RuntimeError: the network is not complete (no output layer yet), or the model was shut down.
+        """
+        return self._build_network()
 
     # ================================================================== logging
     def _log(self, message: str) -> None:
@@ -209,8 +254,28 @@ class SemanticSegmentationModel:
         self._settings.force_split_shuffle = check_setting("force_split_shuffle", force_split, "force_split")
 
     def set_random_seed(self, seed: int) -> None:
-        """Makes splits, shuffling, augmentation and weight initialisation reproducible."""
-        self._settings.random_seed = check_int("seed", seed, minimum=0)
+        """Makes splits, shuffling, augmentation and weight initialisation reproducible.
+
+        As DPP did, it also seeds Python's ``random`` and numpy's global generator (``np.random.seed``) now, so
+        user code that draws from them repeats; torch's global generator is seeded too.
+
+        Args:
+            seed: int in [0, 2**32 - 1] (numpy's range; numpy integers are accepted).
+
+        Raises:
+            TypeError: ``seed`` is not an int.
+            ValueError: ``seed`` is outside [0, 2**32 - 1].
+        """
+        seed = check_int("seed", seed, minimum=0)
+        if seed > _MAX_SEED:
+            raise ValueError(
+                f"Invalid value for argument `seed`: expected an int in [0, {_MAX_SEED}] (numpy's seed range), "
+                f"received {seed}."
+            )
+        random.seed(seed)
+        np.random.seed(seed)  # noqa: NPY002 - DPP seeded the global generator that user code draws from
+        torch.manual_seed(seed)
+        self._settings.random_seed = seed
 
     def set_learning_rate(self, rate: float) -> None:
         """Learning rate of the optimiser (default 0.001)."""
@@ -279,9 +344,7 @@ class SemanticSegmentationModel:
 
         Switches a cross-entropy loss to the matching kind.
         """
-        n = check_int("num_class", num_class)
-        if n < 2:
-            raise ValueError(f"Invalid value for argument `num_class`: expected an int >= 2, received {n}.")
+        n = check_num_classes("num_class", num_class)
         self._settings.num_classes = n
         loss = self._settings.loss_function
         if loss in ("sigmoid cross entropy", "softmax cross entropy"):
@@ -290,16 +353,7 @@ class SemanticSegmentationModel:
 
     def set_class_weights(self, weights: list[float] | None) -> None:
         """Per-class loss weights (one positive float per class), for rare classes such as crop in weeds."""
-        if weights is None:
-            self._settings.class_weights = None
-            return
-        if not isinstance(weights, (list, tuple)):
-            raise TypeError(
-                f"Invalid value for argument `weights`: expected a list of floats, received {weights!r}."
-            )
-        self._settings.class_weights = [
-            check_float("weights", w, 0.0, None, low_inclusive=False) for w in weights
-        ]
+        self._settings.class_weights = check_setting("class_weights", weights, "weights")
 
     def set_number_of_threads(self, num_threads: int) -> None:
         """CPU threads for compute (torch intra-op threads)."""
@@ -364,27 +418,30 @@ class SemanticSegmentationModel:
             return s.image_depth, s.patch_height, s.patch_width
         return s.image_depth, s.image_height, s.image_width
 
-    def _add(self, spec: dict[str, Any]) -> None:
-        if spec["kind"] == "input":
-            if self._builder is not None:
-                raise RuntimeError("The input layer must be the first layer and can only be added once.")
-            self._builder = NetworkBuilder(self._input_shape())
-        elif self._builder is None:
-            from deepplantphenomics.layers import LAYER_NAMES
-
+    def _check_order(self, kind: str) -> None:
+        """Raise RuntimeError if a layer of ``kind`` cannot come next; layer methods call it before they look at
+        their arguments, so a layer added before the input layer says so whatever its arguments (as in DPP)."""
+        if self._builder is not None:
+            self._builder.check_order(kind)
+        elif kind != "input":
             raise RuntimeError(
-                f"Cannot add a {LAYER_NAMES[spec['kind']]} before the input layer: call add_input_layer() first."
+                f"Cannot add a {LAYER_NAMES[kind]} before the input layer: call add_input_layer() first."
             )
+
+    def _add(self, spec: dict[str, Any]) -> None:
+        self._check_order(spec["kind"])
+        if spec["kind"] == "input":
+            self._builder = NetworkBuilder(self._input_shape())
+        marks_source = spec["kind"] == "skip" and self._builder.skip_source is None
         shape = self._builder.add(spec)
         self._network = None
         index = len(self._builder.specs) - 1
-        from deepplantphenomics.layers import LAYER_NAMES
-
         batch = self._settings.batch_size
         channels = self._out_channels() if spec["kind"] == "output" else shape[0]
         self._log(
             f"Adding {LAYER_NAMES[spec['kind']]} {index}: output shape [{batch}, {shape[1]}, {shape[2]}, {channels}] "
             "(batch, height, width, channels)"
+            + ("; the first skip connection only marks the residual source" if marks_source else "")
         )
 
     def add_input_layer(self) -> None:
@@ -414,7 +471,13 @@ class SemanticSegmentationModel:
             use_bias: give the convolution a bias (False is usual before batch norm, whose shift replaces it).
             epsilon: float >= 0 added to the variance by the batch norm (only with ``batch_norm=True``).
             decay: float in [0, 1], the batch norm's moving-average decay (torch momentum = 1 - decay).
+
+        Raises:
+            RuntimeError: before the input layer or after the output layer (checked before the arguments).
+            TypeError: an argument of the wrong type, e.g. a float in ``filter_dimension``.
+            ValueError: a value out of range.
         """
+        self._check_order("conv")
         dims = check_dims("filter_dimension", filter_dimension, 4)
         stride = check_int("stride_length", stride_length)
         activation = check_activation("activation_function", activation_function)
@@ -441,6 +504,7 @@ class SemanticSegmentationModel:
 
     def add_pooling_layer(self, kernel_size: int, stride_length: int, pooling_type: str = "max") -> None:
         """Max or average pooling with 'SAME' padding (output ceil(size / stride))."""
+        self._check_order("pool")
         self._add(
             {
                 "kind": "pool",
@@ -470,6 +534,7 @@ class SemanticSegmentationModel:
             regularization_coefficient: None, or this layer's own L2 coefficient (float >= 0), which overrides
                 ``set_regularization_coefficient`` for its weights and bias (an optimizer parameter group).
         """
+        self._check_order("upsample")
         spec: dict[str, Any] = {
             "kind": "upsample",
             "filter_size": check_int("filter_size", filter_size),
@@ -490,6 +555,7 @@ class SemanticSegmentationModel:
 
     def add_dropout_layer(self, p: float) -> None:
         """Dropout during training; ``p`` is the KEEP probability, as in DPP (off at inference)."""
+        self._check_order("dropout")
         self._add({"kind": "dropout", "p": check_float("p", p, 0.0, 1.0, low_inclusive=False)})
 
     def add_normalization_layer(self) -> None:
@@ -497,19 +563,39 @@ class SemanticSegmentationModel:
         self._add({"kind": "lrn"})
 
     def add_skip_connection(self, downsampled: bool = False) -> None:
-        """Residual connection: adds the activation at the previous skip connection (or the input layer).
+        """Residual connection, as in DPP: the first one marks the residual source, each later one adds it.
 
-        Channels are matched by a 1x1 projection; ``downsampled=True`` when one stride-2 step lies between.
+        The first ``add_skip_connection()`` only remembers the current activation (``downsampled`` has no effect
+        there). Each later one adds the remembered activation to the current one and the sum becomes the next
+        source. ``downsampled=True`` when exactly one halving lies in between: the residual then passes a 1x1
+        convolution of stride 2 (no bias). Differing channels are matched by a 1x1 convolution as well.
+
+        Raises:
+            RuntimeError: before the input layer or after the output layer.
+            TypeError: ``downsampled`` is not a bool.
+            ValueError: the residual's size does not match the current activation's (after the halving for
+                ``downsampled=True``).
         """
+        self._check_order("skip")
         self._add({"kind": "skip", "downsampled": check_bool("downsampled", downsampled)})
 
     def add_copy_connection(self, mode: str) -> None:
         """'save' remembers the current activation; 'load' concatenates the last saved one (U-Net)."""
+        self._check_order(
+            "copy_load" if isinstance(mode, str) and mode.strip().lower() == "load" else "copy_save"
+        )
         mode = check_choice("mode", mode, ("save", "load"))
         self._add({"kind": f"copy_{mode}"})
 
     def add_paral_conv_block(self, filter_dimension_1: list[int], filter_dimension_2: list[int]) -> None:
-        """Two parallel 'SAME' convolutions (relu) of the same input, concatenated along channels."""
+        """Two parallel 'SAME' convolutions (relu) of the same input, concatenated along channels.
+
+        Raises:
+            RuntimeError: before the input layer or after the output layer (checked before the arguments).
+            TypeError: a filter dimension that is not 4 ints (a list, tuple or 1-D numpy integer array).
+            ValueError: a dimension < 1.
+        """
+        self._check_order("paral_conv")
         d1 = check_dims("filter_dimension_1", filter_dimension_1, 4)
         d2 = check_dims("filter_dimension_2", filter_dimension_2, 4)
         if self._builder is not None:
@@ -525,8 +611,13 @@ class SemanticSegmentationModel:
             regularization_coefficient: None, or this layer's own L2 coefficient (float >= 0) overriding
                 ``set_regularization_coefficient`` (DPP accepted and ignored it for segmentation).
             output_size: must stay None: the channel count follows ``set_num_segmentation_classes`` (DPP raised
-                for segmentation too).
+                for segmentation too, a RuntimeError where this is a ValueError; see docs/migrating.md).
+
+        Raises:
+            RuntimeError: before the input layer or after the output layer (checked before the arguments).
+            ValueError: ``output_size`` is not None.
         """
+        self._check_order("output")
         if output_size is not None:
             raise ValueError(
                 "Invalid value for argument `output_size`: expected None (the output channels follow "
@@ -552,26 +643,48 @@ class SemanticSegmentationModel:
 
     # ================================================================== data (API.md section 5)
     def load_dataset_from_directory_with_segmentation_masks(
-        self, dirname: str | os.PathLike, seg_dirname: str | os.PathLike
+        self, dirname: str | os.PathLike, seg_dirname: str | os.PathLike, mask_suffix: str | None = None
     ) -> None:
-        """Pair images in ``dirname`` with masks in ``seg_dirname`` by file name (or name stem).
+        """Pair images in ``dirname`` with masks in ``seg_dirname`` (the same folder is allowed).
+
+        By file name or name stem, else by one mask-name suffix for the whole folder (``001.png`` with
+        ``001_mask.png``: ``_mask``, ``_masks``, ``_fg``, ``_label``, ``_labels``, ``_seg``, ``_gt``,
+        ``_annotation``; photos may carry ``_rgb``, ``_img`` or ``_image``); the debug log says which.
+
+        Args:
+            dirname: folder of images.
+            seg_dirname: folder of masks.
+            mask_suffix: any other mask-name suffix (``'-m'`` for ``a-m.png`` beside ``a.jpg``); None finds it.
 
         Raises:
             FileNotFoundError: a folder does not exist.
-            ValueError: an image without a mask or a mask without an image (named), an empty folder, an
-                ambiguous name stem.
+            ValueError: an image without a mask or a mask without an image (named, with the suffix the names
+                suggest), an empty folder, an ambiguous name or convention.
         """
-        self._load_pairs(dirname, seg_dirname, ("dirname", "seg_dirname"))
+        self.load_image_mask_folders(
+            dirname, seg_dirname, ("dirname", "seg_dirname", "mask_suffix"), mask_suffix
+        )
 
-    def _load_pairs(
-        self, dirname: str | os.PathLike, seg_dirname: str | os.PathLike, arguments: tuple[str, str]
+    def load_image_mask_folders(
+        self,
+        dirname: str | os.PathLike,
+        seg_dirname: str | os.PathLike,
+        arguments: tuple[str, ...] = ("dirname", "seg_dirname", "mask_suffix"),
+        mask_suffix: str | None = None,
     ) -> None:
-        """The loader behind the public method; ``arguments`` names the two folders in error messages (the
-        TOML config passes its own keys)."""
-        self._pairs, self._skipped_files = pair_files(dirname, seg_dirname, arguments)
+        """``load_dataset_from_directory_with_segmentation_masks`` with the folders' (and the suffix's) names in
+        error messages chosen by the caller (the TOML config passes its own keys, e.g.
+        ``("data.images", "data.masks", "data.mask_suffix")``).
+
+        Raises:
+            FileNotFoundError, ValueError: as ``load_dataset_from_directory_with_segmentation_masks``.
+        """
+        pairing = pair_folders(dirname, seg_dirname, arguments, mask_suffix)
+        self._pairs, self._skipped_files = pairing.pairs, pairing.skipped
         self._changed()
         self._log(
-            f"Found {len(self._pairs)} image/mask pairs in '{dirname}' and '{seg_dirname}'"
+            f"Found {len(self._pairs)} image/mask pairs in '{dirname}' and '{seg_dirname}', paired by "
+            f"{pairing.convention}"
             + (f" ({self._skipped_files} non-image entries skipped)" if self._skipped_files else "")
         )
 
@@ -592,7 +705,14 @@ class SemanticSegmentationModel:
         return self._data_cache["decoded"]
 
     def _report_load(self, report: LoadReport, masks: list[torch.Tensor]) -> None:
-        self._log(f"Decoded {report.pairs} image/mask pairs")
+        self._log(
+            f"Decoded {report.pairs} image/mask pairs; images by colour mode: {mode_counts(report.modes)}"
+        )
+        if report.ignore_masks:
+            self._log(
+                f"{report.ignore_masks} mask(s) hold exactly the values 0, 1 and 255: read as 0 = background, "
+                "1 = foreground, 255 = ignore"
+            )
         if report.zero_one_masks:
             self._log(
                 f"{report.zero_one_masks} mask(s) hold only the values 0 and 1: read as 0 = background, "
@@ -701,7 +821,17 @@ class SemanticSegmentationModel:
     def _out_channels(self) -> int:
         return 1 if self._settings.binary else self._settings.num_classes
 
-    def _build_network(self) -> SegmentationNetwork:
+    def _build_network(self, partial: bool = False) -> SegmentationNetwork:
+        """The network, built (and loaded from ``load_from_saved``) on first use.
+
+        Args:
+            partial: allow a network without output layer (``forward_pass`` only); training, saving and
+                loading weights still need a complete one.
+        """
+        if not partial or self._load_from is not None:
+            self._specs()  # "The network is not complete" unless it is
+        elif self._builder is None:
+            raise RuntimeError("There is no network yet: add an input layer and layers first.")
         if self._network is not None:
             return self._network
         if self._closed:
@@ -713,25 +843,30 @@ class SemanticSegmentationModel:
         s = self._settings
         if s.random_seed is not None:
             torch.manual_seed(s.random_seed)
-        network = SegmentationNetwork(self._specs(), self._input_shape(), self._out_channels())
+        specs = self._builder.specs
+        if self._load_from is not None:
+            # One save's architecture and weights, never those of two runs (state.read_state_files).
+            arch, _, saved_weights = state.read_state_files(self._load_from, with_settings=False)
+            state.check_architecture(arch["layers"], specs, self._load_from)
+            # A state saved before DPP's skip rule keeps its own rule, so it computes what it computed.
+            self._skip_semantics = state.skip_semantics_of(arch)
+        network = SegmentationNetwork(
+            specs, self._input_shape(), self._out_channels(), self._skip_semantics, complete=not partial
+        )
         generator = torch.Generator().manual_seed(s.random_seed) if s.random_seed is not None else None
         initialize_weights(network, s.weight_initializer, generator)
         if self._load_from is not None:
-            self._load_weights_from(self._load_from, network)
+            path = self._load_from / state.WEIGHTS
+            state.load_state_dict_checked(network, saved_weights, path)
+            self._log(f"Loaded weights from '{path}'")
         self._network = network
         return network
-
-    def _load_weights_from(self, directory: Path, network: SegmentationNetwork) -> None:
-        arch, _, weights = state.read_state_files(directory, with_settings=False)
-        state.check_architecture(arch["layers"], self._specs(), directory)
-        path = directory / state.WEIGHTS
-        state.load_state_dict_checked(network, weights, path)
-        self._log(f"Loaded weights from '{path}'")
 
     def _architecture(self) -> dict[str, Any]:
         return {
             "format_version": state.FORMAT_VERSION,
             "library_version": __version__,
+            "skip_semantics": self._skip_semantics,
             "layers": self._specs(),
             "input_shape": list(self._input_shape()),
             "out_channels": self._out_channels(),
@@ -843,6 +978,8 @@ class SemanticSegmentationModel:
                 f"Learning rate decay every {self._batches_per_decay} batches: every {epochs} epoch(s) of "
                 f"{batches_per_epoch} batches (the learning rate changes once per epoch)"
             )
+        if resume:
+            self._adopt_saved_skip_semantics(self._save_dir)
         network = self._build_network()
         if resume:
             path = self._save_dir / state.WEIGHTS
@@ -873,6 +1010,15 @@ class SemanticSegmentationModel:
         metrics = self.compute_full_test_accuracy()
         return metrics["loss"] if return_test_loss else None
 
+    def _adopt_saved_skip_semantics(self, directory: Path) -> None:
+        """Resuming a run saved under the older skip rule continues it under that rule."""
+        path = directory / state.ARCHITECTURE
+        if self._load_from is None and path.is_file():
+            semantics = state.skip_semantics_of(state.read_json(path))
+            if semantics != self._skip_semantics:
+                self._skip_semantics = semantics
+                self._network = None
+
     def compute_full_test_accuracy(self) -> dict[str, Any]:
         """Evaluate on the test split: loss, pixel accuracy, IoU and Dice (per class for multi-class).
 
@@ -898,31 +1044,38 @@ class SemanticSegmentationModel:
         return metrics
 
     # ================================================================== inference
-    def forward_pass_with_file_inputs(self, images: list[str | os.PathLike]) -> np.ndarray:
+    def forward_pass_with_file_inputs(
+        self, images: list[str | os.PathLike] | str | os.PathLike, recursive: bool = False
+    ) -> np.ndarray:
         """Probabilities for image files.
 
         Args:
-            images: image file paths.
+            images: image file paths; a folder stands for its image files, sorted.
+            recursive: folders also give the image files of their sub-folders.
 
         Returns:
             float32 (N, H, W, 1) foreground probabilities for binary models, (N, H, W, C) class probabilities for
             multi-class; H, W = the network size, or each image's own size with a patch size (a list of arrays
             when those sizes differ).
         """
-        return stack_or_list(self._predict(images))
+        return stack_or_list(self._predict(images, "images", recursive))
 
     def forward_pass_with_interpreted_outputs(
-        self, x: list[str | os.PathLike], threshold: float | str | None = None
+        self,
+        x: list[str | os.PathLike] | str | os.PathLike,
+        threshold: float | str | None = None,
+        recursive: bool = False,
     ) -> np.ndarray:
         """Masks for image files ``x`` (DPP's argument name).
 
         Args:
-            x: Image files.
+            x: Image files; a folder stands for its image files, sorted.
             threshold: Binary models only. None (default) applies DPP's rule: each probability map is
                 stretched to its own [min, max] range and cut at the middle, so an under-trained model that
                 is not yet confident (every p < 0.5) still gives masks, but an image with no plant at all
                 still gets some foreground. A float t in (0, 1) cuts at ``p > t`` (0.5 suits images that
                 may hold no plant); 'otsu' uses Otsu's threshold of each map.
+            recursive: folders also give the image files of their sub-folders.
 
         Returns:
             uint8 (N, H, W): 0/255 for binary models, class indices (arg-max) for multi-class ones.
@@ -931,11 +1084,13 @@ class SemanticSegmentationModel:
             TypeError, ValueError: ``threshold`` is not None, 'otsu' or a float in (0, 1).
         """
         threshold = check_mask_threshold("threshold", threshold)
-        return stack_or_list([interpret(p, threshold) for p in self._predict(x, "x")])
+        return stack_or_list([interpret(p, threshold) for p in self._predict(x, "x", recursive)])
 
-    def _predict(self, images: list[str | os.PathLike], argument: str = "images") -> list[np.ndarray]:
+    def _predict(
+        self, images: list[str | os.PathLike] | str | os.PathLike, argument: str, recursive: bool
+    ) -> list[np.ndarray]:
         """Per-file probabilities; under torchrun each rank predicts its share and all ranks get every result."""
-        files = check_files(images, argument)
+        files = check_files(images, argument, recursive)
         if distributed.initialize() and self._device.type == "cpu":
             self._device = choose_device(self._settings)
         network = prepare_module(self._build_network(), self._device)
@@ -974,11 +1129,15 @@ class SemanticSegmentationModel:
 
         Returns:
             Logits (N, H, W, K), K = 1 for binary models and the class count otherwise, of the type of ``x``
-            (a tensor on the network's device).
+            (a tensor on the network's device). On a network without output layer yet (as DPP allowed, to
+            inspect intermediate activations) the last layer's activations (N, h, w, C), at that layer's own
+            size; training and saving still need the output layer.
 
         Raises:
             TypeError: ``x`` is neither a numpy array nor a tensor.
             ValueError: ``x`` is not 4-D with C channels.
+            RuntimeError: there is no input layer yet, or a partial network with ``load_from_saved`` (the saved
+                weights belong to the complete network).
             NotImplementedError: ``moderation_features`` is given.
         """
         check_bool("deterministic", deterministic)
@@ -999,8 +1158,8 @@ class SemanticSegmentationModel:
                 f"Invalid value for argument `x`: expected a batch of shape (N, H, W, {depth or 'C'}) (channels "
                 f"last), received shape {tuple(x.shape)}."
             )
-        network = self._build_network()
-        device = next(network.parameters()).device
+        network = self._build_network(partial=True)
+        device = next(network.parameters(), torch.empty(0)).device
         batch = torch.from_numpy(np.ascontiguousarray(x)) if is_numpy else x
         batch = batch.to(device=device, dtype=torch.float32).permute(0, 3, 1, 2)
         was_training = network.training
@@ -1059,14 +1218,15 @@ class SemanticSegmentationModel:
         def grid(argument: str, limits: Any, current: float, low_inclusive: bool) -> list[float]:
             if limits is None:
                 return [current]
-            if not isinstance(limits, (list, tuple)) or len(limits) != 2:
+            items = check_sequence(argument, limits, "[low, high]")
+            if len(items) != 2:
                 raise TypeError(
                     f"Invalid value for argument `{argument}`: expected [low, high], received {limits!r}."
                 )
-            low, high = (check_float(argument, v, 0.0, None, low_inclusive=low_inclusive) for v in limits)
+            low, high = (check_float(argument, v, 0.0, None, low_inclusive=low_inclusive) for v in items)
             if low > high:
                 raise ValueError(
-                    f"Invalid value for argument `{argument}`: expected low <= high, received {list(limits)!r}."
+                    f"Invalid value for argument `{argument}`: expected low <= high, received {items!r}."
                 )
             return [float(v) for v in np.linspace(low, high, steps)]
 
@@ -1205,12 +1365,14 @@ class SemanticSegmentationModel:
         except (KeyError, TypeError) as exc:
             raise ValueError(f"Saved state in '{directory}' is incomplete: missing {exc}.") from None
         state.check_settings_match(settings, arch, directory)
+        semantics = state.skip_semantics_of(arch)
         model = cls(debug=debug, save_dir=directory, save_checkpoints=False)
         model._settings = settings
-        model._builder = NetworkBuilder(input_shape)
+        model._skip_semantics = semantics
+        model._builder = NetworkBuilder(input_shape, semantics)
         for spec in layers:
             model._builder.add(spec)
-        network = SegmentationNetwork(layers, input_shape, int(arch["out_channels"]))
+        network = SegmentationNetwork(layers, input_shape, int(arch["out_channels"]), semantics)
         state.load_state_dict_checked(network, weights, directory / state.WEIGHTS)
         model._network = network
         return model

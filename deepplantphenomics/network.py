@@ -2,6 +2,13 @@
 
 The builder is the single place that knows the order rules (input first, output last, a 'load' needs a
 'save', a residual needs matching sizes), so the model facade and ``load_model`` share them.
+
+Skip connections follow DPP's graph loop (``SKIP_SEMANTICS_DPP``): the first ``add_skip_connection`` only marks
+the residual source; each later one adds that source to the current activation (through a bias-free 1x1
+projection when the channels differ, with stride 2 when ``downsampled=True``) and the sum becomes the next
+source. States saved before this package adopted DPP's rule (``SKIP_SEMANTICS_LEGACY``: the input layer was
+the first source, every skip added, projections had a bias) record no ``skip_semantics`` and are rebuilt with
+their own rule, so they keep computing what they computed.
 """
 
 from __future__ import annotations
@@ -14,6 +21,32 @@ from torch import nn
 
 from deepplantphenomics.layers import LAYER_NAMES, SameConv2d, Shape, make_module, output_shape
 
+SKIP_SEMANTICS_DPP = "dpp"
+SKIP_SEMANTICS_LEGACY = "input-source"
+SKIP_SEMANTICS = (SKIP_SEMANTICS_DPP, SKIP_SEMANTICS_LEGACY)
+
+
+class SkipProjection(SameConv2d):
+    """DPP's residual projection: a 1x1 convolution without bias, always Xavier-initialised (``layers.py`` of
+    DPP builds it with ``initializer='xavier'`` whatever ``set_weight_initializer`` says)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__(in_channels, out_channels, (1, 1), stride, bias=False)
+
+
+def check_skip_semantics(value: Any) -> str:
+    """Return ``value`` if it names a skip-connection rule (see the module docstring).
+
+    Raises:
+        ValueError: an unknown rule (a state written by a newer version of this package).
+    """
+    if value not in SKIP_SEMANTICS:
+        raise ValueError(
+            f"Unknown skip connection rule {value!r}: expected one of {list(SKIP_SEMANTICS)}. The state was "
+            "probably written by a newer version of deepplantphenomics; upgrade to load it."
+        )
+    return value
+
 
 def layer_label(index: int, spec: dict[str, Any]) -> str:
     """Human name of a layer, e.g. 'layer 2 (convolutional layer)'."""
@@ -25,14 +58,21 @@ class NetworkBuilder:
 
     Args:
         input_shape: (channels, height, width) the network is fed (the patch size when patching).
+        skip_semantics: how skip connections compute, ``SKIP_SEMANTICS_DPP`` or ``SKIP_SEMANTICS_LEGACY``.
     """
 
-    def __init__(self, input_shape: Shape):
+    def __init__(self, input_shape: Shape, skip_semantics: str = SKIP_SEMANTICS_DPP):
         self.input_shape = input_shape
+        self.skip_semantics = check_skip_semantics(skip_semantics)
         self.specs: list[dict[str, Any]] = []
         self.shapes: list[Shape] = []
         self._saved: list[Shape] = []
         self._skip_source: Shape | None = None
+
+    @property
+    def skip_source(self) -> Shape | None:
+        """Shape of the pending residual source; None until the first skip connection (DPP's rule) marks one."""
+        return self._skip_source
 
     @property
     def current_shape(self) -> Shape:
@@ -41,6 +81,21 @@ class NetworkBuilder:
     @property
     def finished(self) -> bool:
         return bool(self.specs) and self.specs[-1]["kind"] == "output"
+
+    def check_order(self, kind: str) -> None:
+        """Raise if a layer of ``kind`` may not come next, before its arguments are looked at (as DPP did).
+
+        Raises:
+            RuntimeError: after the output layer, before the input layer, or a second input layer.
+        """
+        name = LAYER_NAMES.get(kind, kind)
+        if self.finished:
+            raise RuntimeError(f"Cannot add a {name} after the output layer: the network is complete.")
+        if kind == "input":
+            if self.specs:
+                raise RuntimeError("The input layer must be the first layer and can only be added once.")
+        elif not self.specs:
+            raise RuntimeError(f"Cannot add a {name} before the input layer: call add_input_layer() first.")
 
     def add(self, spec: dict[str, Any]) -> Shape:
         """Append a layer after checking it may go here; returns its output shape.
@@ -53,17 +108,12 @@ class NetworkBuilder:
         """
         kind = spec["kind"]
         name = LAYER_NAMES.get(kind, kind)
-        if self.finished:
-            raise RuntimeError(f"Cannot add a {name} after the output layer: the network is complete.")
-        if kind == "input":
-            if self.specs:
-                raise RuntimeError("The input layer must be the first layer and can only be added once.")
-        elif not self.specs:
-            raise RuntimeError(f"Cannot add a {name} before the input layer: call add_input_layer() first.")
+        self.check_order(kind)
         shape = self.current_shape
         if kind == "input":
             new = shape
-            self._skip_source = shape
+            if self.skip_semantics == SKIP_SEMANTICS_LEGACY:
+                self._skip_source = shape
         elif kind == "copy_save":
             self._saved.append(shape)
             new = shape
@@ -81,20 +131,9 @@ class NetworkBuilder:
                 )
             new = (shape[0] + saved[0], shape[1], shape[2])
         elif kind == "skip":
-            source = self._skip_source
-            expected = (source[1] + 1) // 2 if spec.get("downsampled") else source[1]
-            expected_w = (source[2] + 1) // 2 if spec.get("downsampled") else source[2]
-            if (expected, expected_w) != shape[1:]:
-                hint = (
-                    "use add_skip_connection(downsampled=True) after one stride-2 layer"
-                    if not spec.get("downsampled")
-                    else "downsampled=True expects exactly one halving since the last skip connection"
-                )
-                raise ValueError(
-                    f"add_skip_connection: the residual source is {source[1]}x{source[2]} but the current "
-                    f"activation is {shape[1]}x{shape[2]}; {hint}."
-                )
-            new = shape
+            if self._skip_source is not None:
+                _check_residual(self._skip_source, shape, bool(spec.get("downsampled")))
+            new = shape  # the sum has the current activation's shape (DPP's log printed it halved)
             self._skip_source = shape
         elif kind == "output":
             # The network resizes its output to the input size (pooling not undone), so report that size.
@@ -108,6 +147,29 @@ class NetworkBuilder:
         return new
 
 
+def _check_residual(source: Shape, shape: Shape, downsampled: bool) -> None:
+    """Raise ValueError unless a residual of shape ``source`` can be added to an activation of ``shape``.
+
+    The 1x1 projection keeps the size (stride 1) or takes every second pixel (``downsampled``: ceil(size / 2)).
+    """
+    expected = tuple((n + 1) // 2 for n in source[1:]) if downsampled else source[1:]
+    if expected == shape[1:]:
+        return
+    if not downsampled:
+        hint = "use add_skip_connection(downsampled=True) after one stride-2 layer"
+    elif source[1:] == shape[1:]:
+        hint = (
+            "downsampled=True expects exactly one halving since the last skip connection, and there was none "
+            "(DPP accepted this declaration but its graph could not add the two)"
+        )
+    else:
+        hint = "downsampled=True expects exactly one halving since the last skip connection"
+    raise ValueError(
+        f"add_skip_connection: the residual source is {source[1]}x{source[2]} but the current "
+        f"activation is {shape[1]}x{shape[2]}; {hint}."
+    )
+
+
 class SegmentationNetwork(nn.Module):
     """The network described by a list of layer specs.
 
@@ -115,40 +177,59 @@ class SegmentationNetwork(nn.Module):
         specs: layer specs, starting with an input layer and ending with an output layer.
         input_shape: (channels, height, width) used to size the layers.
         out_channels: 1 for binary segmentation (one logit), n for n classes.
+        skip_semantics: how skip connections compute (``SKIP_SEMANTICS_DPP``, or ``SKIP_SEMANTICS_LEGACY`` for
+            states saved before DPP's rule was adopted).
+        complete: False allows a network without output layer (``forward_pass`` on a partial network returns the
+            last layer's activations, unresized).
 
     Input (N, C, H, W) float; output (N, out_channels, H, W) logits at the input's height and width (an output
     smaller than the input, after pooling that was not undone, is resized bilinearly).
     """
 
-    def __init__(self, specs: list[dict[str, Any]], input_shape: Shape, out_channels: int):
+    def __init__(
+        self,
+        specs: list[dict[str, Any]],
+        input_shape: Shape,
+        out_channels: int,
+        skip_semantics: str = SKIP_SEMANTICS_DPP,
+        complete: bool = True,
+    ):
         super().__init__()
-        builder = NetworkBuilder(input_shape)
-        self.kinds: list[str] = []
+        builder = NetworkBuilder(input_shape, skip_semantics)
+        self.skip_semantics = builder.skip_semantics
+        self.kinds: list[str] = []  # "skip_mark" for a skip connection that only marks the residual source
         modules: list[nn.Module] = []
         for spec in specs:
             before = builder.current_shape
-            skip_source = builder._skip_source
+            skip_source = builder.skip_source
             builder.add(spec)
             kind = spec["kind"]
-            self.kinds.append(kind)
+            self.kinds.append("skip_mark" if kind == "skip" and skip_source is None else kind)
             if kind == "output":
                 modules.append(nn.Conv2d(before[0], out_channels, kernel_size=1))
-            elif kind == "skip":
-                downsampled = bool(spec.get("downsampled"))
-                if downsampled or skip_source[0] != before[0]:
-                    # A 1x1 projection makes the residual's channels (and stride) match, as in ResNet.
-                    modules.append(SameConv2d(skip_source[0], before[0], (1, 1), 2 if downsampled else 1))
-                else:
-                    modules.append(nn.Identity())
-            elif kind in ("copy_save", "copy_load"):
+            elif kind == "skip" and skip_source is not None:
+                modules.append(self._residual_module(skip_source, before, bool(spec.get("downsampled"))))
+            elif kind in ("skip", "copy_save", "copy_load"):
                 modules.append(nn.Identity())
             else:
                 modules.append(make_module(spec, before))
-        if not builder.finished:
+        if complete and not builder.finished:
             raise RuntimeError("The network has no output layer: call add_output_layer() last.")
+        self.complete = builder.finished
         self.layers = nn.ModuleList(modules)
         self.shapes = builder.shapes
         self.specs = [dict(spec) for spec in specs]  # one per entry of self.layers (per-layer options)
+
+    def _residual_module(self, source: Shape, current: Shape, downsampled: bool) -> nn.Module:
+        """Identity, or the 1x1 projection that brings the residual to the current channels (and size)."""
+        if not downsampled and source[0] == current[0]:
+            return nn.Identity()
+        stride = 2 if downsampled else 1
+        if self.skip_semantics == SKIP_SEMANTICS_LEGACY:
+            return SameConv2d(
+                source[0], current[0], (1, 1), stride
+            )  # with a bias, as those states were saved
+        return SkipProjection(source[0], current[0], stride)
 
     def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """Optimizer parameter groups: layers with their own ``regularization_coefficient`` (DPP's per-layer L2
@@ -176,14 +257,18 @@ class SegmentationNetwork(nn.Module):
                 saved.append(x)
             elif kind == "copy_load":
                 x = torch.cat([x, saved.pop()], dim=1)
+            elif kind == "skip_mark":
+                skip_source = x
             elif kind == "skip":
                 x = x + module(skip_source)
                 skip_source = x
             else:
                 x = module(x)
                 if kind == "input":
-                    skip_source = x
-        if x.shape[-2:] != size:
+                    skip_source = (
+                        x  # only read under SKIP_SEMANTICS_LEGACY, where the input is the first source
+                    )
+        if self.complete and x.shape[-2:] != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return x
 
@@ -193,11 +278,11 @@ def initialize_weights(
 ) -> None:
     """DPP's initialisers: 'xavier' (Glorot uniform) or 'normal' (truncated normal, std 0.05); biases 0.1.
 
-    Batch norm keeps torch's defaults (scale 1, shift 0).
+    Skip connection projections are always Xavier, as in DPP. Batch norm keeps torch's defaults (scale 1, shift 0).
     """
     for module in network.modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            if initializer == "xavier":
+            if initializer == "xavier" or isinstance(module, SkipProjection):
                 nn.init.xavier_uniform_(module.weight, generator=generator)
             else:
                 nn.init.trunc_normal_(module.weight, std=0.05, a=-0.1, b=0.1, generator=generator)

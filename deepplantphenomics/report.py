@@ -27,8 +27,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from deepplantphenomics._version import __version__
 from deepplantphenomics.metrics import binary_scores
 from deepplantphenomics.postprocess import overlay_mask, resize_mask, to_uint8_rgb
+from deepplantphenomics.state import atomic_write_bytes
 
 __all__ = [
     "REPORT_HTML",
@@ -48,22 +50,8 @@ PREDICTION_COLOUR = (255, 0, 255)
 TRUTH_COLOUR = (255, 220, 0)
 
 
-def replace_file(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half a file.
-
-    Unlike ``state``'s private files, the result gets the usual permissions (the umask's), so a report can
-    be served or shared as it is.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+# The old name of the package's one atomic writer; other modules import it from here.
+replace_file = atomic_write_bytes
 
 
 # ============================================================================ training curves
@@ -132,7 +120,7 @@ def save_training_curves(
         ax.xaxis.get_major_locator().set_params(integer=True)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    return replace_file(Path(directory) / filename, buffer.getvalue())
+    return atomic_write_bytes(Path(directory) / filename, buffer.getvalue())
 
 
 # ============================================================================ the HTML report
@@ -215,8 +203,6 @@ class ResultsReport:
         evaluation: bool = False,
         thumbnail_size: int = THUMBNAIL_SIZE,
     ):
-        from deepplantphenomics.model import __version__
-
         if not isinstance(thumbnail_size, int) or isinstance(thumbnail_size, bool) or thumbnail_size < 16:
             raise ValueError(
                 f"Invalid value for argument `thumbnail_size`: expected an int >= 16, received {thumbnail_size!r}."
@@ -330,7 +316,7 @@ class ResultsReport:
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write the page (atomically) to ``path``; returns it."""
-        return replace_file(path, self.html().encode("utf-8"))
+        return atomic_write_bytes(path, self.html().encode("utf-8"))
 
 
 # ---------------------------------------------------------------------------- rendering

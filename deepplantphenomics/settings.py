@@ -1,18 +1,29 @@
-"""Hyperparameters as one dataclass, and the validators every setter uses.
+"""Hyperparameters as one dataclass (the checks every setter uses are in validation.py).
 
-Each validator raises the Keras-style error users see: what argument, what was expected, what was received.
+Each check raises the Keras-style error users see: what argument, what was expected, what was received.
 Validation happens when a setting is set, so a typo fails on the line that made it, not an hour into training.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+# The checks live in validation.py; they are re-exported here because setters and other modules import them
+# from settings.
+from deepplantphenomics.validation import (  # noqa: F401
+    check_bool,
+    check_choice,
+    check_dims,
+    check_float,
+    check_int,
+    check_mask_threshold,
+    check_num_classes,
+    check_sequence,
+)
 
 OPTIMIZERS = ("adam", "sgd", "sgd_momentum", "adadelta", "adagrad")
 INITIALIZERS = ("xavier", "normal")
@@ -23,100 +34,6 @@ PRECISIONS = ("fp32", "bf16")
 ARCHITECTURE_DIGEST = "architecture_sha256"
 
 
-def _fail(argument: str, expected: str, received: Any, hint: str = "") -> str:
-    message = f"Invalid value for argument `{argument}`: expected {expected}, received {received!r}."
-    return f"{message} {hint}".rstrip()
-
-
-def check_bool(argument: str, value: Any) -> bool:
-    """Return ``value`` if it is a bool.
-
-    Raises:
-        TypeError: ``value`` is not a bool (1/0 and strings are refused, so typos do not pass silently).
-    """
-    if not isinstance(value, bool):
-        raise TypeError(_fail(argument, "a bool (True or False)", value))
-    return value
-
-
-def check_int(argument: str, value: Any, minimum: int | None = 1) -> int:
-    """Return ``value`` as an int, checking its type and lower bound.
-
-    Raises:
-        TypeError: ``value`` is not an integer (bools are refused).
-        ValueError: ``value`` is below ``minimum``.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(_fail(argument, "an int", value))
-    if minimum is not None and value < minimum:
-        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(_fail(argument, kind, value))
-    return int(value)
-
-
-def check_float(
-    argument: str,
-    value: Any,
-    low: float | None = None,
-    high: float | None = None,
-    low_inclusive: bool = True,
-    high_inclusive: bool = True,
-) -> float:
-    """Return ``value`` as a float inside the given interval.
-
-    Raises:
-        TypeError: ``value`` is not a real number.
-        ValueError: ``value`` is not finite or outside the interval.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(_fail(argument, "a float", value))
-    value = float(value)
-    left = "[" if low_inclusive else "("
-    right = "]" if high_inclusive else ")"
-    interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-    bad = not math.isfinite(value)
-    if low is not None:
-        bad |= value < low if low_inclusive else value <= low
-    if high is not None:
-        bad |= value > high if high_inclusive else value >= high
-    if bad:
-        raise ValueError(_fail(argument, f"a float in {interval}", value))
-    return value
-
-
-def check_choice(argument: str, value: Any, choices: tuple[str, ...]) -> str:
-    """Return the canonical lower-case form of a case-insensitive name.
-
-    Raises:
-        TypeError: ``value`` is not a str.
-        ValueError: ``value`` is not one of ``choices``.
-    """
-    if not isinstance(value, str):
-        raise TypeError(_fail(argument, f"a str, one of {list(choices)}", value))
-    canonical = value.strip().lower()
-    if canonical not in choices:
-        raise ValueError(_fail(argument, f"one of {list(choices)}", value))
-    return canonical
-
-
-def check_mask_threshold(argument: str, value: Any) -> float | str | None:
-    """How binary probabilities become a mask: None (DPP's rule), 'otsu', or a fixed cut in (0, 1).
-
-    Raises:
-        TypeError: ``value`` is neither None, a str nor a real number.
-        ValueError: an unknown name, or a number outside (0, 1).
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value.strip().lower() == "otsu":
-            return "otsu"
-        raise ValueError(_fail(argument, "None (DPP's rule), 'otsu' or a float in (0, 1)", value))
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(_fail(argument, "None (DPP's rule), 'otsu' or a float in (0, 1)", value))
-    return check_float(argument, value, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
-
-
 def check_activation(argument: str, value: Any) -> str:
     """Activation names as DPP accepted them; None means linear."""
     if value is None:
@@ -124,23 +41,12 @@ def check_activation(argument: str, value: Any) -> str:
     return check_choice(argument, value, ACTIVATIONS)
 
 
-def check_dims(argument: str, value: Any, length: int) -> list[int]:
-    """A list/tuple of ``length`` positive ints (e.g. a filter dimension)."""
-    if not isinstance(value, (list, tuple)) or len(value) != length:
-        raise TypeError(_fail(argument, f"a list of {length} positive ints", value))
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, numbers.Integral) or item < 1:
-            raise ValueError(_fail(argument, f"a list of {length} positive ints", value))
-    return [int(v) for v in value]
-
-
 def check_class_weights(argument: str, value: Any) -> list[float] | None:
     """None, or a list of positive floats (one per class)."""
     if value is None:
         return None
-    if not isinstance(value, (list, tuple)):
-        raise TypeError(_fail(argument, "a list of floats", value))
-    return [check_float(argument, w, 0.0, None, low_inclusive=False) for w in value]
+    items = check_sequence(argument, value, "a list of floats")
+    return [check_float(argument, w, 0.0, None, low_inclusive=False) for w in items]
 
 
 def _loss_name(argument: str, value: Any) -> str:
@@ -197,7 +103,7 @@ SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "weight_initializer": lambda argument, value: check_choice(argument, value, INITIALIZERS),
     "maximum_training_epochs": _int_at_least(1),
     "loss_function": _loss_name,
-    "num_classes": _int_at_least(2),
+    "num_classes": check_num_classes,
     "class_weights": check_class_weights,
     "num_threads": _optional(_int_at_least(1)),
     "num_gpus": _optional(_int_at_least(0)),

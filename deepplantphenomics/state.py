@@ -1,11 +1,13 @@
 """Saving and loading a trained state: weights as safetensors, architecture/settings/split as JSON.
 
-Every write goes to a temporary file in the same folder and is renamed into place, so an interrupted save
-never leaves a half-written file where a good one was.
+Every write goes through :func:`atomic_write` (the package's one atomic writer, also used for reports, ONNX
+files and ``metrics.csv``): a temporary file in the same folder, flushed to disk and renamed into place, so an
+interrupted save never leaves a half-written file where a good one was.
 
 A state directory holds:
     model.safetensors   the network weights
-    architecture.json   layer specs, input shape, output channels, preprocessing (what inference needs)
+    architecture.json   layer specs, input shape, output channels, preprocessing (what inference needs), and
+                        ``skip_semantics``: how its skip connections compute (absent: saved before DPP's rule)
     settings.json       every hyperparameter
     split.json          the train/validation/test partition by file name
     checkpoint.pt       (optional) optimiser/scheduler state and epoch, for resuming
@@ -25,6 +27,7 @@ import socket
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from deepplantphenomics.layers import comparable_spec
-from deepplantphenomics.network import layer_label
+from deepplantphenomics.network import SKIP_SEMANTICS_LEGACY, check_skip_semantics, layer_label
 
 # The key tying model.safetensors (metadata) and settings.json to the architecture.json they were saved with.
 from deepplantphenomics.settings import ARCHITECTURE_DIGEST
@@ -57,27 +60,41 @@ def _disk_full(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "unexpected pos" in text and "inline_container" in text
 
 
-def _atomic(path: Path, write) -> None:
-    """Run ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    """Write a file so that readers see the old file or the new one, never half of either.
+
+    ``write(tmp)`` writes the content to a temporary file in the same folder; it is flushed to disk (fsync)
+    and renamed over ``path``, and removed again if anything fails. The file gets the permissions any new
+    file would get (the umask's), not ``mkstemp``'s private 0600, so a model folder or a report on a shared
+    server can be read by colleagues. Every file this package writes goes through here.
+
+    Args:
+        path: the file to (re)place; missing parent folders are created.
+        write: called with the temporary file's path.
+
+    Returns:
+        ``path`` as a Path.
 
     Raises:
-        OSError: "No space left on device while writing '<path>'" when the disk (or quota) is full; ``path``
-            keeps its previous content.
+        OSError: "No space left on device while writing '<path>'" (errno ENOSPC) when the disk or quota is full;
+            ``path`` keeps its previous content.
     """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
         try:
             write(tmp)
+            # Without the fsync a crash soon after the rename can leave an empty file where the good one was.
+            with open(tmp, "rb+") as written:
+                os.fsync(written.fileno())
         except (OSError, RuntimeError, SafetensorError) as exc:
             if not _disk_full(exc):
                 raise
             full = OSError(f"No space left on device while writing '{path}'; its previous version is kept.")
             full.errno = errno.ENOSPC
             raise full from exc
-        # mkstemp creates 0600 files; give the state the permissions any new file would get (umask applies),
-        # so colleagues on a shared server can read a model folder.
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -85,6 +102,17 @@ def _atomic(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Atomically write ``data`` to ``path`` (see :func:`atomic_write`); returns ``path``."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Atomically write ``text`` to ``path`` (see :func:`atomic_write`); returns ``path``."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding=encoding))
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -95,7 +123,7 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
             json.dump(data, handle, indent=2, allow_nan=True)
             handle.write("\n")
 
-    _atomic(Path(path), write)
+    atomic_write(path, write)
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -113,7 +141,7 @@ def save_weights(
 ) -> None:
     """Atomically write the network's state dict as safetensors (contiguous CPU tensors)."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()}
-    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata or {}))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata or {}))
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -127,7 +155,7 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
-    _atomic(Path(path), lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -138,6 +166,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise
     except Exception as exc:  # torch raises many kinds for a damaged pickle/zip
         raise ValueError(f"Checkpoint file '{path}' is corrupt or truncated: {exc}") from None
+
+
+def skip_semantics_of(architecture: dict[str, Any]) -> str:
+    """The skip-connection rule a saved network was trained with.
+
+    States written before the rule was recorded used ``SKIP_SEMANTICS_LEGACY`` (the input layer as the first
+    residual source), so a missing key means that rule.
+
+    Raises:
+        ValueError: the state names a rule this version does not know.
+    """
+    return check_skip_semantics(architecture.get("skip_semantics", SKIP_SEMANTICS_LEGACY))
 
 
 def check_architecture(saved: list[dict[str, Any]], declared: list[dict[str, Any]], directory: Path) -> None:

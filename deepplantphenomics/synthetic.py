@@ -25,7 +25,12 @@ import numpy as np
 
 from deepplantphenomics.settings import check_int
 
-__all__ = ["generate_plant_image", "write_synthetic_dataset"]
+__all__ = [
+    "generate_plant_image",
+    "generate_tray_image",
+    "write_synthetic_dataset",
+    "write_tray_series",
+]
 
 # Below this size a plant is a handful of pixels and the images stop looking like plants.
 _MIN_SIDE = 16
@@ -323,11 +328,17 @@ def _vein_colour(colour: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _draw_plant(
-    rng: np.random.Generator, canvas: np.ndarray, mask: np.ndarray, cx: float, cy: float, radius: float
+    rng: np.random.Generator,
+    canvas: np.ndarray,
+    mask: np.ndarray,
+    cx: float,
+    cy: float,
+    radius: float,
+    kind: float | None = None,
 ) -> None:
-    """One plant whose leaves reach about `radius` pixels from (cx, cy)."""
+    """One plant whose leaves reach about `radius` pixels from (cx, cy); `kind` < 0.5 forces a rosette."""
     base = _plant_green(rng)
-    kind = rng.random()
+    kind = rng.random() if kind is None else kind
     theta0 = rng.uniform(0, 2 * math.pi)
     edge_dark = rng.uniform(0.15, 0.35)
     leaves: list[dict] = []
@@ -594,6 +605,165 @@ def write_synthetic_dataset(
     for i in range(n_images):
         image, mask = generate_plant_image(height, width, np.random.default_rng([seed, i]))
         name = f"{prefix}_{i:04d}.png"
+        Image.fromarray(image).save(images_dir / name, format="PNG")
+        Image.fromarray(mask).save(masks_dir / name, format="PNG")
+    return images_dir, masks_dir
+
+
+# ------------------------------------------------------------------------------------------------ trays
+# Fraction of a pot's side: the tray's plastic rim between pots, and the largest radius a plant grows to.
+_RIM = 0.07
+_MAX_REACH = 0.47
+
+
+def _tray_plants(
+    rows: int, cols: int, cell: int, seed: int
+) -> list[tuple[float, float, float, float, float]]:
+    """Per pot: centre (x, y), radius on day 0, growth rate per day and a draw seed; fixed for the series."""
+    rng = np.random.default_rng([seed, 7919])
+    plants = []
+    for r in range(rows):
+        for c in range(cols):
+            cx = (c + 0.5 + rng.uniform(-0.06, 0.06)) * cell
+            cy = (r + 0.5 + rng.uniform(-0.06, 0.06)) * cell
+            plants.append(
+                (cx, cy, cell * rng.uniform(0.1, 0.16), rng.uniform(0.3, 0.55), int(rng.integers(1 << 31)))
+            )
+    return plants
+
+
+def _tray_radius(radius0: float, rate: float, day: float, cell: int) -> float:
+    """Logistic growth of a plant's reach: radius0 on day 0, levelling off at _MAX_REACH of the pot."""
+    top = _MAX_REACH * cell
+    return top / (1.0 + (top / radius0 - 1.0) * math.exp(-rate * day))
+
+
+def generate_tray_image(
+    rows: int = 4,
+    cols: int = 6,
+    day: float = 0.0,
+    *,
+    cell: int = 64,
+    seed: int = 0,
+    empty: tuple[str, ...] | list[str] = (),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One top-down photo of a tray of ``rows`` x ``cols`` pots, each with a rosette that grows with ``day``.
+
+    The same ``seed`` gives the same tray on every day: each pot keeps its plant (shape, colour, position),
+    whose reach grows logistically from about 0.13 of the pot's side on day 0 to at most 0.47 (neighbours'
+    leaves may then cross the rim between pots). Soil texture, exposure and sensor noise change from day to
+    day, as between real photos. Thin petioles may leave a small leaf disconnected from its rosette, as in
+    real masks.
+
+    Args:
+        rows: Pot rows, at least 1.
+        cols: Pot columns, at least 1.
+        day: Days since the first photo, >= 0 (fractions allowed).
+        cell: Side of one pot in pixels, at least 16; the image is ``rows * cell`` x ``cols * cell``.
+        seed: Non-negative int: the tray (plants and their growth).
+        empty: Pot ids left without a plant, e.g. ``("B3",)``; ids run A1, A2, ... along the first row
+            (row letter, column number), as ``deepplantphenomics.measure`` names grid cells.
+
+    Returns:
+        ``(image, mask, pots)``: ``image`` uint8 (H, W, 3) RGB; ``mask`` uint8 (H, W), 255 on plant pixels,
+        0 elsewhere; ``pots`` int32 (H, W), on each plant pixel the 1-based row-major index of the pot whose
+        plant it is (``row * cols + col + 1``), 0 elsewhere.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: An argument is out of range, or ``empty`` names a pot outside the tray.
+    """
+    from deepplantphenomics.measure import parse_cell_id
+
+    rows = check_int("rows", rows, minimum=1)
+    cols = check_int("cols", cols, minimum=1)
+    cell = check_int("cell", cell, minimum=_MIN_SIDE)
+    seed = check_int("seed", seed, minimum=0)
+    if isinstance(day, bool) or not isinstance(day, numbers.Real) or not math.isfinite(day) or day < 0:
+        raise ValueError(f"Invalid value for argument `day`: expected a number >= 0, received {day!r}.")
+    if isinstance(empty, str):
+        empty = (empty,)
+    skip = {parse_cell_id(name, (rows, cols), "empty") for name in empty}
+    height, width = rows * cell, cols * cell
+    # The soil and the tray are the same on every day; exposure and sensor noise are not.
+    tray = np.random.default_rng([seed, 1])
+    gen = np.random.default_rng([seed, 2, int(round(float(day) * 1000))])
+    canvas = _soil(tray, height, width, cell / 128.0)
+    # The tray's plastic between pots: dark grey, drawn before the plants so that leaves lie over it.
+    rim = max(1, round(_RIM * cell / 2))
+    plastic = np.float32(tray.uniform(35.0, 60.0))
+    for k in range(rows + 1):
+        canvas[max(k * cell - rim, 0) : k * cell + rim] = plastic
+    for k in range(cols + 1):
+        canvas[:, max(k * cell - rim, 0) : k * cell + rim] = plastic
+    pots = np.zeros((height, width), dtype=np.int32)
+    for index, (cx, cy, radius0, rate, plant_seed) in enumerate(_tray_plants(rows, cols, cell, seed)):
+        if divmod(index, cols) in skip:
+            continue
+        plant = np.zeros((height, width), dtype=bool)
+        radius = _tray_radius(radius0, rate, float(day), cell)
+        _draw_plant(np.random.default_rng(plant_seed), canvas, plant, cx, cy, radius, kind=0.0)
+        pots[plant] = index + 1
+    gain = gen.uniform(0.85, 1.15) * np.array([1.0, gen.uniform(0.96, 1.0), gen.uniform(0.92, 1.02)])
+    canvas *= gain.astype(np.float32)[None, None, :]
+    canvas += gen.standard_normal(canvas.shape, dtype=np.float32) * np.float32(gen.uniform(1.0, 3.0))
+    np.clip(np.rint(canvas), 0, 255, out=canvas)
+    mask = np.where(pots > 0, np.uint8(255), np.uint8(0))
+    return canvas.astype(np.uint8), mask, pots
+
+
+def write_tray_series(
+    directory: str | os.PathLike,
+    days: int = 3,
+    rows: int = 4,
+    cols: int = 6,
+    *,
+    cell: int = 64,
+    seed: int = 0,
+    empty: tuple[str, ...] | list[str] = (),
+    prefix: str = "tray",
+) -> tuple[Path, Path]:
+    """Write daily photos of one tray (:func:`generate_tray_image`) with their plant masks.
+
+    Day ``d`` (0 .. days-1) is ``directory/images/{prefix}_day{d:02d}.png`` and its mask (0/255)
+    ``directory/masks/{prefix}_day{d:02d}.png``, so ``dpp growth --time-from-name 'day(\\d+)'`` reads the day
+    back from the name.
+
+    Args:
+        directory: Folder to write into; created if missing.
+        days: Number of daily photos, at least 1.
+        rows: Pot rows.
+        cols: Pot columns.
+        cell: Side of one pot in pixels.
+        seed: The tray.
+        empty: Pot ids left without a plant, e.g. ``("B3",)``.
+        prefix: File name prefix.
+
+    Returns:
+        ``(images_dir, masks_dir)``.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: An argument is out of range.
+    """
+    from PIL import Image
+
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(
+            f"Invalid value for argument `directory`: expected a str or path-like, received {directory!r}."
+        )
+    days = check_int("days", days, minimum=1)
+    if not isinstance(prefix, str) or not prefix or any(sep in prefix for sep in ("/", "\\", os.sep)):
+        raise ValueError(
+            f"Invalid value for argument `prefix`: expected a file name prefix, received {prefix!r}."
+        )
+    images_dir = Path(directory) / "images"
+    masks_dir = Path(directory) / "masks"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    for d in range(days):
+        image, mask, _ = generate_tray_image(rows, cols, d, cell=cell, seed=seed, empty=empty)
+        name = f"{prefix}_day{d:02d}.png"
         Image.fromarray(image).save(images_dir / name, format="PNG")
         Image.fromarray(mask).save(masks_dir / name, format="PNG")
     return images_dir, masks_dir

@@ -110,7 +110,7 @@ def _load_network(directory: str) -> tuple[nn.Module, dict[str, Any]]:
             "package, or retrain them with `python -m deepplantphenomics.train_vegetation` (docs/vegetation.md)."
         )
     model = load_model(path)
-    network = model._build_network()  # the facade's network: loaded from the state, nothing re-initialised
+    network = model.build_network()  # the facade's network: loaded from the state, nothing re-initialised
     tune_allocator()
     network = prepare_module(fold_batch_norm(network.eval()), torch.device("cpu"))
     return network, inference_settings(_read_card(path))
@@ -360,28 +360,33 @@ def segment_image(image: np.ndarray, method: str = "network") -> np.ndarray:
 
 
 def segment_vegetation(
-    files: Sequence[str | os.PathLike] | str | os.PathLike, batch_size: int = 8, method: str = "network"
+    files: Sequence[str | os.PathLike] | str | os.PathLike,
+    batch_size: int = 8,
+    method: str = "network",
+    recursive: bool = False,
 ) -> list[np.ndarray]:
     """Plant masks of image files, each at its file's own size (files of different sizes may be mixed).
 
     Args:
-        files: image file paths (PNG, JPEG, TIFF, BMP; grey, RGB or RGBA; 8 or 16 bit), or one path.
+        files: image file paths (PNG, JPEG, TIFF, BMP; grey, RGB or RGBA; 8 or 16 bit), or one path; a folder
+            stands for its image files, sorted (as ``dpp segment`` lists them).
         batch_size: images read and predicted together; images of the same size share one network call.
         method: 'network' (default, the shipped network), 'network-fast' (the same network on one smaller view:
             about 4.5x less work, 0.003-0.005 lower held-out Dice; :data:`FAST_INFERENCE`), 'exg' (Excess Green +
             Otsu) or 'cive' (CIVE + Otsu).
+        recursive: folders also give the image files of their sub-folders.
 
     Returns:
         One float32 (H, W) array per file, in input order, 1.0 on plant pixels and 0.0 elsewhere.
 
     Raises:
         TypeError: ``files`` is not a path or a list of paths, ``batch_size`` is not an int, ``method`` is not
-            a str.
-        ValueError: ``batch_size`` < 1, an unknown ``method``, an empty ``files``, or a file that cannot be
-            decoded as an image (named in the message).
-        FileNotFoundError: a file does not exist (named in the message); checked before any work is done.
+            a str, ``recursive`` is not a bool.
+        ValueError: ``batch_size`` < 1, an unknown ``method``, an empty ``files``, a folder without images, or
+            a file that cannot be decoded as an image (named in the message).
+        FileNotFoundError: "No such file or folder" (named in the message); checked before any work is done.
     """
-    paths = check_files(files, "files")
+    paths = check_files(files, "files", recursive)
     batch_size = check_int("batch_size", batch_size)
     method = _check_method(method)
     masks: list[np.ndarray] = []

@@ -675,7 +675,7 @@ def retime(out: Path, threads: int = 2) -> dict[str, Any]:
 
     card = _read_card(out)
     model = load_model(out)
-    folded = eval_copy(model._build_network().eval())
+    folded = eval_copy(model.build_network().eval())
     for label, row in card.get("inference_choice", {}).get("candidates", {}).items():
         row["seconds_1296x966_2_threads"] = round(time_inference(folded, row["settings"], threads=threads), 3)
         log(f"{label}: {row['seconds_1296x966_2_threads']} s")
@@ -717,9 +717,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
     model = make_model(args, args.work_dir / "state")
-    network = model._build_network()
+    network = model.build_network()
     parameters = sum(p.numel() for p in network.parameters())
-    log(f"network: {len(model._specs())} layers, {parameters} parameters")
+    log(f"network: {len(model.layer_specs)} layers, {parameters} parameters")
     optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     warmup = min(300, args.steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -889,8 +889,8 @@ def finish(
             f"({'-'.join(map(str, WIDTHS))} channels), transposed-conv decoder with copy connections, a "
             f"{HEAD}-channel block at input resolution fed with the image itself, 1x1 sigmoid output",
             "parameters": parameters,
-            "layers": len(model._specs()),
-            "layer_kinds": [spec["kind"] for spec in model._specs()],
+            "layers": len(model.layer_specs),
+            "layer_kinds": [spec["kind"] for spec in model.layer_specs],
             "state_files": [state.ARCHITECTURE, state.WEIGHTS, state.SETTINGS],
             "load_with": "dpp.load_model('<this folder>') or deepplantphenomics.tools",
         },

@@ -338,7 +338,7 @@ class TrainingRun:
         writer.writeheader()
         writer.writerows(self.history)
         text = buffer.getvalue()
-        state._atomic(self.save_dir / METRICS_CSV, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        state.atomic_write_text(self.save_dir / METRICS_CSV, text)
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> list[dict[str, Any]]:

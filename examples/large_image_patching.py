@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 import deepplantphenomics as dpp
+from deepplantphenomics.data.io import read_binary_mask, read_image
 from deepplantphenomics.metrics import binary_scores
 from deepplantphenomics.postprocess import overlay_mask
 from deepplantphenomics.synthetic import write_synthetic_dataset
@@ -107,10 +108,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     predictions.mkdir(parents=True, exist_ok=True)
     per_image = {}
     for path, mask in zip(files, predicted):
-        with Image.open(unseen_masks / path.name) as file:
-            truth = np.array(file)
-        with Image.open(path) as file:
-            image = np.array(file.convert("RGB"))
+        truth = read_binary_mask(unseen_masks / path.name)[0]  # the library's reader: the loader's mask rules
+        image = read_image(path)
         if mask.shape != truth.shape:
             raise RuntimeError(f"predicted mask is {mask.shape}, expected the image size {truth.shape}")
         Image.fromarray(mask).save(predictions / f"{path.stem}_mask.png")

@@ -143,7 +143,7 @@ def test_expand_inputs_sorts_folders_skips_non_images_and_repeats(tmp_path):
     files, problems = expand_inputs([folder, folder / "a.jpg", tmp_path / "missing.png", tmp_path / "empty"])
     assert files == [folder / "a.jpg", folder / "b.png"]
     assert [p for p, _ in problems] == [tmp_path / "missing.png", tmp_path / "empty"]
-    assert "Image file not found" in problems[0][1] and "holds no images" in problems[1][1]
+    assert "No such file or folder" in problems[0][1] and "holds no images" in problems[1][1]
 
 
 # ============================================================================ segment
@@ -184,7 +184,7 @@ def test_segment_reports_bad_files_and_processes_the_others(dataset, tmp_path):
     assert [r["file"] for r in rows] == [str(good)]
     assert (out / "plant_0000_mask.png").is_file()
     errors = error_lines(result)
-    assert any(str(missing) in line and "not found" in line for line in errors)
+    assert any(str(missing) in line and "No such file or folder" in line for line in errors)
     assert any(str(corrupt) in line and "Cannot read" in line for line in errors)
     # The closing summary names both files.
     assert str(missing) in errors[-1] and str(corrupt) in errors[-1] and "2 of 3" in errors[-1]

@@ -172,9 +172,13 @@ def test_all_formats_load_through_one_dataset(tmp_path):
     for stem in ("grey", "rgba", "bitmap", "deep", "tiff"):
         write(root / "masks" / f"{stem}.png", mask())
     pairs, _ = pair_files(root / "images", root / "masks")
-    images, masks, report = load_pairs(
-        pairs, depth=3, num_classes=2, size=(8, 8), resize=False, crop_pad=False
-    )
+    with pytest.warns(UserWarning, match=r"mix colour modes \(RGB 2, grey 2, RGBA 1\)") as caught:
+        images, masks, report = load_pairs(
+            pairs, depth=3, num_classes=2, size=(8, 8), resize=False, crop_pad=False
+        )
+    message = str(caught[0].message)
+    assert "grey (2): grey repeated into R, G and B: deep.png, grey.png" in message
+    assert "RGBA (1): alpha dropped: rgba.png" in message
     assert report.pairs == 5
     by_name = {image_path.stem: image for (image_path, _), image in zip(pairs, images)}
     assert by_name["deep"].dtype == torch.float32  # 16-bit stays exact as float

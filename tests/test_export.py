@@ -18,7 +18,7 @@ from deepplantphenomics.cli import main
 from deepplantphenomics.data.dataset import normalize, to_tensor_image
 from deepplantphenomics.data.io import read_image
 from deepplantphenomics.export import ExportWrapper, export_onnx, size_multiple
-from deepplantphenomics.inference import network_probabilities
+from deepplantphenomics.inference import class_probabilities
 
 HAVE_ONNX = find_spec("onnx") is not None and find_spec("onnxruntime") is not None
 needs_onnx = pytest.mark.skipif(
@@ -46,7 +46,7 @@ def torch_probabilities(model: dpp.SemanticSegmentationModel, images: np.ndarray
     network = model._build_network().eval()
     batch = torch.from_numpy(images)
     with torch.no_grad():
-        return network_probabilities(network, normalize(batch, model._settings.input_normalization)).numpy()
+        return class_probabilities(network, normalize(batch, model._settings.input_normalization)).numpy()
 
 
 def random_images(shape: tuple[int, ...], seed: int) -> np.ndarray:

@@ -228,23 +228,25 @@ def test_dropout_keep_probability_out_of_range(p):
 # ------------------------------------------------------------------------------------------ connections
 def test_skip_connection_identity():
     model = new_model(16, 16, 4)
+    model.add_skip_connection()  # DPP's rule: the first skip connection marks the residual source
     model.add_convolutional_layer([3, 3, 4, 4], 1, "relu")
     model.add_skip_connection()
     model.add_output_layer()
     network = model._build_network()
-    assert isinstance(network.layers[2], torch.nn.Identity)
+    assert isinstance(network.layers[3], torch.nn.Identity)
     check_shapes(model)
 
 
-def test_skip_connection_identity_adds_the_input():
+def test_skip_connection_identity_adds_the_marked_source():
     model = new_model(8, 8, 2)
+    model.add_skip_connection()
     model.add_convolutional_layer([3, 3, 2, 2], 1, None)
     model.add_skip_connection()
     model.add_output_layer()
     network = model._build_network()
     with torch.no_grad():
-        network.layers[1][0].weight.zero_()
-        network.layers[1][0].bias.fill_(1.0)  # the convolution outputs 1 everywhere
+        network.layers[2][0].weight.zero_()
+        network.layers[2][0].bias.fill_(1.0)  # the convolution outputs 1 everywhere
         output = network.layers[-1]
         output.weight.fill_(1.0)
         output.bias.zero_()
@@ -255,33 +257,37 @@ def test_skip_connection_identity_adds_the_input():
 
 def test_skip_connection_projects_channels():
     model = new_model(16, 16, 3)
+    model.add_skip_connection()
     model.add_convolutional_layer([3, 3, 3, 8], 1, "relu")
     model.add_skip_connection()
     model.add_output_layer()
-    projection = model._build_network().layers[2]
+    projection = model._build_network().layers[3]
     assert isinstance(projection, torch.nn.Conv2d)
     assert (projection.in_channels, projection.out_channels, projection.stride) == (3, 8, (1, 1))
+    assert projection.bias is None  # DPP's projection has no bias
     check_shapes(model)
 
 
 @pytest.mark.parametrize("size", [16, 15])
 def test_skip_connection_downsampled(size):
     model = new_model(size, size, 3)
+    model.add_skip_connection()
     model.add_convolutional_layer([3, 3, 3, 8], 2, "relu")
     model.add_convolutional_layer([3, 3, 8, 8], 1, "relu")
     model.add_skip_connection(downsampled=True)
     model.add_convolutional_layer([3, 3, 8, 8], 1, "relu")
     model.add_skip_connection()  # the source is now the previous skip connection
     model.add_output_layer()
-    projection = model._build_network().layers[3]
+    projection = model._build_network().layers[4]
     half = (size + 1) // 2
     assert projection(torch.zeros(1, 3, size, size)).shape[-2:] == (half, half)  # a stride-2 1x1 projection
-    assert model._builder.shapes[3] == (8, half, half)
+    assert model._builder.shapes[4] == (8, half, half)
     check_shapes(model)
 
 
 def test_skip_connection_size_mismatch():
     model = new_model(16, 16, 3)
+    model.add_skip_connection()
     model.add_convolutional_layer([3, 3, 3, 8], 2, "relu")
     with pytest.raises(
         ValueError, match=r"residual source is 16x16 but the current activation is 8x8.*downsampled"

@@ -314,7 +314,7 @@ def test_segment_report_lists_failures(tmp_path, dataset):
     assert result.exit_code == 1
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert len(ReportDom(page).rows) == 3
-    assert f"<li>{tmp_path / 'missing.png'}: Image file not found" in page
+    assert f"<li>{tmp_path / 'missing.png'}: No such file or folder" in page
     assert f"<li>{bad}: could not be processed (see the error output)</li>" in page
 
 

@@ -79,7 +79,7 @@ def test_read_image_into_equals_read_image(files, depth):
 
 
 def test_read_image_into_errors(files, tmp_path):
-    with pytest.raises(FileNotFoundError, match="Image file not found"):
+    with pytest.raises(FileNotFoundError, match="No such file or folder"):
         _into(tmp_path / "missing.png")
     (tmp_path / "broken.png").write_bytes(b"not a png at all")
     with pytest.raises(ImageReadError, match="Cannot read image file '.*broken.png'"):

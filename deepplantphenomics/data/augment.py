@@ -29,10 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from deepplantphenomics.settings import check_bool, check_float
-
-# The loss module owns the canonical constant; it is repeated here (same value) so that augmentation does not
-# depend on the loss code. 255 is the "ignore this pixel" value of the mask convention (API.md, section 5).
-IGNORE_INDEX = 255
+from deepplantphenomics.validation import IGNORE_INDEX
 
 # DPP called tf.image.random_brightness(max_delta=63) on 0-255 images, i.e. a delta of up to 63/255 ~ 0.247 of
 # the full range; the same delta is used here on [0, 1] images.

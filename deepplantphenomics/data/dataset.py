@@ -11,7 +11,7 @@ import math
 import os
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from deepplantphenomics.data.io import (
     IGNORE_INDEX,
     ImageReadError,
+    depth_conversion,
     is_image_file,
     match_depth,
     pixel_scale,
     read_binary_mask,
     read_class_mask,
-    read_image,
+    read_image_and_mode,
 )
 
 SPLITS = ("train", "validation", "test")
@@ -39,6 +40,8 @@ class LoadReport:
     pairs: int = 0
     skipped: int = 0
     zero_one_masks: int = 0
+    ignore_masks: int = 0
+    modes: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _listing(directory: Path, argument: str) -> tuple[list[Path], int]:
@@ -62,31 +65,136 @@ def _listing(directory: Path, argument: str) -> tuple[list[Path], int]:
     return files, skipped
 
 
+# Name suffixes that public datasets give their masks, and their photos (plant001_rgb.png, plant001_fg.png).
+MASK_SUFFIXES = ("_mask", "_masks", "_fg", "_label", "_labels", "_seg", "_gt", "_annotation")
+PHOTO_SUFFIXES = ("", "_rgb", "_img", "_image")
+BY_NAME = "identical file name or name stem"
+
+
+@dataclass
+class Pairing:
+    """Images paired with masks, and how (for the debug log).
+
+    Attributes:
+        pairs: (image, mask) sorted by image name.
+        skipped: non-image entries skipped in both folders.
+        convention: :data:`BY_NAME`, or the suffix rule used, e.g. "'plant.png' with 'plant_mask.png'".
+    """
+
+    pairs: list[tuple[Path, Path]]
+    skipped: int
+    convention: str
+
+
 def pair_files(
     images_dir: str | os.PathLike,
     masks_dir: str | os.PathLike,
-    arguments: tuple[str, str] = ("images_dir", "masks_dir"),
+    arguments: tuple[str, ...] = ("images_dir", "masks_dir"),
+    mask_suffix: str | None = None,
 ) -> tuple[list[tuple[Path, Path]], int]:
-    """Pair each image with its mask by identical file name, else by identical name stem.
+    """``pair_folders`` as (pairs, number of non-image entries skipped)."""
+    pairing = pair_folders(images_dir, masks_dir, arguments, mask_suffix)
+    return pairing.pairs, pairing.skipped
 
-    Photos are JPEG and masks PNG in most datasets, so ``plant_01.jpg`` pairs with ``plant_01.png``.
+
+def pair_folders(
+    images_dir: str | os.PathLike,
+    masks_dir: str | os.PathLike,
+    arguments: tuple[str, ...] = ("images_dir", "masks_dir"),
+    mask_suffix: str | None = None,
+) -> Pairing:
+    """Pair each image with its mask: by name, else by one name-suffix convention for the whole folder.
+
+    In two folders, a mask with the identical file name, else the identical name stem, pairs with the image
+    (photos are JPEG and masks PNG in most datasets: ``plant_01.jpg`` with ``plant_01.png``). When that does not
+    pair every file, or when both folders are the same (a file is never its own mask), the masks may be named
+    with one of :data:`MASK_SUFFIXES` (``001.png`` with ``001_mask.png``) and the photos with one of
+    :data:`PHOTO_SUFFIXES` (``plant001_rgb.png`` with ``plant001_fg.png``); suffixes compare case-insensitively.
+    One convention must pair every file; ``mask_suffix`` names any other mask suffix (and skips name pairing).
 
     Args:
         images_dir: folder of images.
-        masks_dir: folder of masks.
-        arguments: the names under which the caller's user gave the two folders (DPP's ``dirname`` and
-            ``seg_dirname``, the CLI's ``--images`` and ``--masks``), used in error messages.
+        masks_dir: folder of masks (may be ``images_dir``).
+        arguments: the names under which the caller's user gave the two folders and the suffix (DPP's
+            ``dirname`` and ``seg_dirname``, the CLI's ``--images``, ``--masks``, ``--mask-suffix``), used in
+            error messages.
+        mask_suffix: the part of a mask's name stem after its image's stem (``'-m'`` for ``a-m.png``), or
+            None to find the convention.
 
     Returns:
-        (pairs sorted by image name, number of non-image entries skipped in both folders).
+        The pairs, the non-image entries skipped, and the convention used.
 
     Raises:
         FileNotFoundError: a folder does not exist.
-        ValueError: a folder holds no images; images without masks or masks without images (all named);
-            a stem that matches several files.
+        TypeError, ValueError: ``mask_suffix`` is not a non-empty str without a path separator.
+        ValueError: a folder holds no images; no convention pairs every file (images without masks and masks
+            without images named, with the mask suffix the names suggest), or several do (ambiguous).
     """
-    images, skipped_i = _listing(images_dir, arguments[0])
-    masks, skipped_m = _listing(masks_dir, arguments[1])
+    names = (*arguments, "mask_suffix")[:3]
+    suffix = _check_suffix(mask_suffix, names[2])
+    images, skipped = _listing(images_dir, names[0])
+    same = (
+        isinstance(masks_dir, (str, os.PathLike)) and Path(images_dir).resolve() == Path(masks_dir).resolve()
+    )
+    masks = images
+    if not same:
+        masks, skipped_masks = _listing(masks_dir, names[1])
+        skipped += skipped_masks
+    baseline: tuple[list[tuple[Path, Path]], list[str]] | None = None
+    if not same and suffix is None:
+        baseline = _pair_by_name(images, masks, images_dir, masks_dir)
+        if not baseline[1]:
+            return Pairing(baseline[0], skipped, BY_NAME)
+    conventions = [(p, m) for m in (MASK_SUFFIXES if suffix is None else (suffix,)) for p in PHOTO_SUFFIXES]
+    results = {c: _pair_by_suffix(images, masks, c, same, images_dir, masks_dir) for c in conventions}
+    fitting = [c for c, (pairs, problems) in results.items() if pairs and not problems]
+    if len(fitting) == 1:
+        pairs = results[fitting[0]][0]
+        return Pairing(pairs, skipped, _describe(fitting[0], pairs[0]))
+    if fitting:
+        raise ValueError(
+            "Cannot pair images with masks: the file names fit several conventions ("
+            + "; ".join(_describe(c, results[c][0][0]) for c in fitting)
+            + f"); pass {_option(names[2], fitting[0][1])} to choose one."
+        )
+    raise ValueError(_pairing_failure(images, masks, same, baseline, results, names, images_dir))
+
+
+def _check_suffix(value: object, argument: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(
+            f"Invalid value for argument `{argument}`: expected a str such as '_mask', received {value!r}."
+        )
+    if not value or "/" in value or "\\" in value:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: expected the end of a mask's name stem such as '_mask' "
+            f"(not empty, no folder), received {value!r}."
+        )
+    return value
+
+
+def _describe(convention: tuple[str, str], example: tuple[Path, Path] | None = None) -> str:
+    """'mask suffix '_mask'' (with the photo suffix when there is one), and an example pair when given."""
+    photo, mask = convention
+    text = (f"photo suffix '{photo}' and " if photo else "") + f"mask suffix '{mask}'"
+    return text + (f" (e.g. '{example[0].name}' with '{example[1].name}')" if example else "")
+
+
+def _option(argument: str, suffix: str) -> str:
+    """How the user passes ``suffix`` under ``argument``: a CLI option, a config key or a Python argument."""
+    if argument.startswith("--"):
+        return f"{argument} {suffix}"
+    if "." in argument:
+        return f'{argument} = "{suffix}"'
+    return f"{argument}={suffix!r}"
+
+
+def _pair_by_name(
+    images: list[Path], masks: list[Path], images_dir: object, masks_dir: object
+) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Pairs by identical file name, else identical stem; problems (empty when every file pairs)."""
     mask_by_name = {m.name: m for m in masks}
     mask_by_stem: dict[str, list[Path]] = defaultdict(list)
     for m in masks:
@@ -102,32 +210,148 @@ def pair_files(
                 f"several images share the name stem '{stem}': {', '.join(g.name for g in group)}"
             )
     pairs: list[tuple[Path, Path]] = []
-    used: set[Path] = set()
     missing: list[str] = []
     for image in images:
         if image.name in mask_by_name:
-            mask = mask_by_name[image.name]
+            pairs.append((image, mask_by_name[image.name]))
+            continue
+        candidates = mask_by_stem.get(image.stem, [])
+        if len(candidates) > 1:
+            problems.append(
+                f"image '{image.name}' matches several masks: {', '.join(c.name for c in candidates)}"
+            )
+        elif not candidates:
+            missing.append(image.name)
         else:
-            candidates = mask_by_stem.get(image.stem, [])
-            if len(candidates) > 1:
-                problems.append(
-                    f"image '{image.name}' matches several masks: {', '.join(c.name for c in candidates)}"
-                )
-                continue
-            if not candidates:
-                missing.append(image.name)
-                continue
-            mask = candidates[0]
-        pairs.append((image, mask))
-        used.add(mask)
+            pairs.append((image, candidates[0]))
+    used = {m for _, m in pairs}
     orphans = [m.name for m in masks if m not in used]
+    problems += _unpaired(missing, orphans, images_dir, masks_dir)
+    return pairs, problems
+
+
+def _unpaired(missing: list[str], orphans: list[str], images_dir: object, masks_dir: object) -> list[str]:
+    problems = []
     if missing:
         problems.append(f"{len(missing)} image(s) without a mask in '{masks_dir}': {', '.join(missing)}")
     if orphans:
         problems.append(f"{len(orphans)} mask(s) without an image in '{images_dir}': {', '.join(orphans)}")
-    if problems:
-        raise ValueError("Cannot pair images with masks:\n  - " + "\n  - ".join(problems))
-    return pairs, skipped_i + skipped_m
+    return problems
+
+
+def _strip(stem: str, suffix: str) -> str | None:
+    """``stem`` without ``suffix`` (compared case-insensitively), None when it does not end with it."""
+    if not suffix:
+        return stem
+    if len(stem) > len(suffix) and stem.casefold().endswith(suffix.casefold()):
+        return stem[: -len(suffix)]
+    return None
+
+
+def _pair_by_suffix(
+    images: list[Path],
+    masks: list[Path],
+    convention: tuple[str, str],
+    same: bool,
+    images_dir: object,
+    masks_dir: object,
+) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Pairs under one (photo suffix, mask suffix) convention; problems (empty when every file pairs).
+
+    In one folder, the files whose stem ends with the mask suffix are the masks and the others the images,
+    so no file pairs with itself.
+    """
+    photo, suffix = convention
+    if same:
+        masks = [f for f in images if _strip(f.stem, suffix) is not None]
+        chosen = set(masks)
+        images = [f for f in images if f not in chosen]
+    by_key: dict[str, list[Path]] = defaultdict(list)
+    for m in masks:
+        key = _strip(m.stem, suffix)
+        if key is not None:
+            by_key[key].append(m)
+    problems: list[str] = []
+    pairs: list[tuple[Path, Path]] = []
+    missing: list[str] = []
+    for image in images:
+        key = _strip(image.stem, photo)
+        found = by_key.get(key, []) if key is not None else []
+        if len(found) > 1:
+            problems.append(f"image '{image.name}' matches several masks: {', '.join(f.name for f in found)}")
+        elif not found:
+            missing.append(image.name)
+        else:
+            pairs.append((image, found[0]))
+    counts: dict[Path, int] = defaultdict(int)
+    for _, m in pairs:
+        counts[m] += 1
+    for m, n in counts.items():
+        if n > 1:
+            shared = [i.name for i, mm in pairs if mm == m]
+            problems.append(f"mask '{m.name}' matches several images: {', '.join(shared)}")
+    orphans = [m.name for m in masks if m not in counts]
+    return pairs, problems + _unpaired(missing, orphans, images_dir, masks_dir)
+
+
+def _seen_suffixes(images: list[Path], masks: list[Path]) -> dict[str, int]:
+    """How often each mask name extends an image's name stem (``a_m.png`` extends ``a.jpg`` by ``_m``).
+
+    The longest image stem (also without a photo suffix) that starts a mask's stem counts, once per mask.
+    """
+    keys: dict[str, Path] = {}
+    for image in images:
+        for photo in PHOTO_SUFFIXES:
+            key = _strip(image.stem, photo)
+            if key is not None:
+                keys.setdefault(key, image)
+    seen: dict[str, int] = defaultdict(int)
+    for mask in masks:
+        stem = mask.stem
+        for end in range(len(stem) - 1, 0, -1):
+            if stem[:end] in keys and keys[stem[:end]] != mask:
+                seen[stem[end:]] += 1
+                break
+    return dict(seen)
+
+
+def _pairing_failure(
+    images: list[Path],
+    masks: list[Path],
+    same: bool,
+    baseline: tuple[list[tuple[Path, Path]], list[str]] | None,
+    results: dict[tuple[str, str], tuple[list[tuple[Path, Path]], list[str]]],
+    names: tuple[str, ...],
+    images_dir: object,
+) -> str:
+    """The error when no convention pairs every file: why, what is unpaired, and the suffix the names suggest."""
+    best = max(results, key=lambda c: len(results[c][0]))
+    lines: list[str] = []
+    if same:
+        lines.append(
+            f"`{names[0]}` and `{names[1]}` are the same folder '{images_dir}': a file is never its own mask, so "
+            f"the masks must carry a name suffix ({', '.join(MASK_SUFFIXES)}; e.g. 'plant.jpg' with "
+            f"'plant_mask.png') or pass {_option(names[2], '_SUFFIX')}"
+        )
+    if baseline is not None and len(baseline[0]) >= len(results[best][0]):
+        lines += baseline[1]
+    elif results[best][0]:
+        lines += [f"by {_describe(best)}: {problem}" for problem in results[best][1]]
+    elif baseline is None and not same:
+        lines += [f"no mask name ends with {best[1]!r}"] + results[best][1]
+    seen = _seen_suffixes(images, masks)
+    tried = {c[1].casefold() for c in results}
+    if len(seen) > 1:
+        counts = ", ".join(f"'{s}': {n}" for s, n in sorted(seen.items(), key=lambda kv: -kv[1]))
+        lines.append(
+            f"the mask names use several suffixes ({counts}): use one per folder, or pass "
+            f"{_option(names[2], max(seen, key=seen.get))} to choose one"
+        )
+    elif seen and next(iter(seen)).casefold() not in tried:
+        lines.append(
+            f"the masks look named with the suffix '{next(iter(seen))}': pass {_option(names[2], next(iter(seen)))}"
+        )
+    return "Cannot pair images with masks:\n  - " + "\n  - ".join(lines)
 
 
 def to_tensor_image(image: np.ndarray) -> torch.Tensor:
@@ -292,10 +516,14 @@ def load_pairs(
     images, masks, problems = [], [], []
     for image_path, mask_path in pairs:
         try:
-            raw = match_depth(read_image(image_path), depth, image_path)
+            raw, mode = read_image_and_mode(image_path)
+            raw = match_depth(raw, depth, image_path)
+            report.modes.setdefault(mode, []).append(image_path.name)
             if num_classes == 2:
                 mask_np, zero_one = read_binary_mask(mask_path)
-                report.zero_one_masks += int(zero_one)
+                ignore = zero_one and bool(np.any(mask_np == IGNORE_INDEX))
+                report.zero_one_masks += int(zero_one and not ignore)
+                report.ignore_masks += int(ignore)
             else:
                 mask_np = read_class_mask(mask_path, num_classes)
         except (ImageReadError, ValueError, FileNotFoundError) as exc:
@@ -328,7 +556,29 @@ def load_pairs(
         masks.append(mask)
     if problems:
         raise ValueError(f"{len(problems)} problem(s) in the dataset:\n  - " + "\n  - ".join(problems))
+    if len(report.modes) > 1:
+        warnings.warn(mixed_modes_message(report.modes, depth), UserWarning, stacklevel=2)
     return images, masks, report
+
+
+def mode_counts(modes: dict[str, list[str]]) -> str:
+    """'RGB 11, grey 1': the images per colour mode, most common first."""
+    return ", ".join(
+        f"{mode} {len(files)}" for mode, files in sorted(modes.items(), key=lambda kv: -len(kv[1]))
+    )
+
+
+def mixed_modes_message(modes: dict[str, list[str]], depth: int, shown: int = 3) -> str:
+    """The warning for a set of images in several colour modes: counts, a few files of the rarer modes, and
+    how each mode was converted to the network's ``depth`` channels."""
+    common = max(modes, key=lambda m: len(modes[m]))
+    lines = [f"The images mix colour modes ({mode_counts(modes)}); each was converted to {depth} channel(s):"]
+    for mode, files in sorted(modes.items(), key=lambda kv: -len(kv[1])):
+        named = (
+            "" if mode == common else ": " + ", ".join(files[:shown]) + (" ..." if len(files) > shown else "")
+        )
+        lines.append(f"{mode} ({len(files)}): {depth_conversion(mode, depth)}{named}")
+    return "\n  - ".join(lines)
 
 
 def as_float(image: torch.Tensor) -> torch.Tensor:

@@ -23,11 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from deepplantphenomics.settings import check_int
-
-try:
-    from deepplantphenomics.losses import IGNORE_INDEX
-except ImportError:  # losses not available: keep the documented mask convention (255 = ignore)
-    IGNORE_INDEX = 255
+from deepplantphenomics.validation import IGNORE_INDEX
 
 __all__ = ["IGNORE_INDEX", "blend_window", "extract_training_patches", "predict_tiled", "tile_starts"]
 
