@@ -13,8 +13,9 @@ A state directory holds:
     checkpoint.pt       (optional) optimiser/scheduler state and epoch, for resuming
     .dpp-training.lock  held by the training run writing into the folder (one at a time)
 
-The weights' metadata and settings.json carry the digest of architecture.json, so a state is only ever loaded
-as one save, never as the weights of one run with the architecture of another.
+The weights' metadata and settings.json carry the digest of the network in architecture.json (its layers and
+shapes), so a state is only ever loaded as one save, never as the weights of one run with the architecture of
+another.
 """
 
 from __future__ import annotations
@@ -304,9 +305,15 @@ def _lock_file(handle) -> None:
     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+# What the weights belong to: the network's layers and shapes. Other keys of architecture.json (library version,
+# preprocessing notes, skip_semantics) may differ between versions or be edited without making weights unfit.
+DIGEST_KEYS = ("layers", "input_shape", "out_channels", "num_classes")
+
+
 def architecture_digest(architecture: dict[str, Any]) -> str:
-    """SHA-256 of the architecture's content (key order and indentation do not matter)."""
-    text = json.dumps(architecture, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    """SHA-256 of the network an architecture.json describes (its ``DIGEST_KEYS``; key order does not matter)."""
+    network = {key: architecture.get(key) for key in DIGEST_KEYS}
+    text = json.dumps(network, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
