@@ -1094,7 +1094,7 @@ class SemanticSegmentationModel:
         if distributed.initialize() and self._device.type == "cpu":
             self._device = choose_device(self._settings)
         network = prepare_module(self._build_network(), self._device)
-        mine = predict_files(network, distributed.shard(files), self._settings, self._device)
+        mine = predict_files(network, distributed.shard(files), self._settings, self._device, log=self._log)
         return distributed.unshard(distributed.gather_objects(mine))
 
     def export_onnx(self, path: str | os.PathLike, probabilities: bool = True) -> Path:
