@@ -129,7 +129,8 @@ class LayoutChoice:
     Attributes:
         channels_last: True for channels-last (NHWC), False for NCHW.
         source: 'forced' (DPP_CHANNELS_LAST), 'device' (CUDA: channels-last), 'measured', 'cached' (measured
-            before on this machine), or 'default' (NCHW: the run was too short to be worth measuring).
+            before on this machine), 'related' (a short run: measured before for this network in another batch
+            shape or mode), or 'default' (NCHW: a short run, and nothing measured for this network).
         timings_ms: the fastest measured step per layout ('nchw', 'channels_last'), when measured or cached.
     """
 
@@ -145,6 +146,7 @@ class LayoutChoice:
             "device": "the CUDA default",
             "measured": "measured now",
             "cached": "measured before on this machine",
+            "related": "measured before on this machine for this network in another batch shape or mode",
             "default": f"the CPU default; a run of under {MIN_MEASURED_STEPS} steps is not measured",
         }[self.source]
         timings = ""
@@ -303,8 +305,9 @@ def choose_layout(
     ``layouts.json`` (see :func:`cache_dir`) for this machine (CPU model and flags, torch version, threads),
     network structure, batch shape, mode and precision is reused; otherwise both layouts are timed
     (:func:`measure_layouts`) and the faster kept and cached, unless ``planned_steps`` is under
-    ``MIN_MEASURED_STEPS`` (then NCHW, not cached). :func:`prepare_module` and :func:`prepare_input` then use
-    the decision for this network.
+    ``MIN_MEASURED_STEPS``: such a short run takes a decision measured for the same network in another batch
+    shape or mode (e.g. training's, for a prediction), else NCHW, and caches nothing.
+    :func:`prepare_module` and :func:`prepare_input` then use the decision for this network.
 
     Args:
         network: the network as it will run (its weights are not changed).
@@ -348,6 +351,11 @@ def _cpu_layout(
     if entry is not None:
         return LayoutChoice(entry["channels_last"], "cached", entry.get("timings_ms"))
     if planned_steps is not None and planned_steps < MIN_MEASURED_STEPS:
+        # Too short to measure for: a decision measured for the same network in another mode or batch shape
+        # (a prediction after training) is a better guess than the default.
+        related = _related_entry(entries, key)
+        if related is not None:
+            return LayoutChoice(related["channels_last"], "related", related.get("timings_ms"))
         return LayoutChoice(False, "default")
     timings = measure_layouts(network, sample.to("cpu"), training, precision)
     choice = LayoutChoice(timings["channels_last"] < timings["nchw"], "measured", timings)
@@ -360,6 +368,15 @@ def _cpu_layout(
     if problem is not None and log is not None:
         log(f"could not cache the layout decision in '{path}' ({problem}); it will be measured again")
     return choice
+
+
+def _related_entry(entries: dict[str, dict], key: str) -> dict | None:
+    """A decision cached for the same machine and network in another batch shape, mode or precision (the
+    same mode, then the same precision, preferred), or None."""
+    machine_and_network, _, mode, precision = key.rsplit("|", 3)
+    related = [k for k in sorted(entries) if k.startswith(machine_and_network + "|")]
+    related.sort(key=lambda k: (k.rsplit("|", 2)[1] != mode, k.rsplit("|", 1)[1] != precision))
+    return entries[related[0]] if related else None
 
 
 def adopt_layout(network: nn.Module, channels_last: bool) -> None:

@@ -165,3 +165,12 @@ def test_either_layout_gives_the_same_predictions(cache, tiny_dataset, tmp_path,
         outputs[value] = model.forward_pass_with_file_inputs(files)
     np.testing.assert_allclose(outputs["1"], outputs["0"], rtol=0, atol=1e-5)
     assert not np.array_equal(outputs["0"][0], outputs["0"][1])  # the images differ: the check is not empty
+
+
+def test_a_short_run_takes_a_decision_measured_for_the_same_network(cache):
+    network = small_network()
+    trained = choose_layout(network, sample_batch())  # training, measured
+    short = choose_layout(network, sample_batch()[:1], training=False, planned_steps=1)
+    assert (short.source, short.channels_last) == ("related", trained.channels_last)
+    other = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+    assert choose_layout(other, sample_batch(), planned_steps=1).source == "default"
