@@ -17,6 +17,7 @@ from torch import nn
 
 from deepplantphenomics.data.dataset import (
     fit_to_network,
+    map_decoding,
     normalize,
     pixel_statistics,
     to_tensor_image,
@@ -202,19 +203,13 @@ def predict_files(
             del raw, pixels
             outputs.append(result)
         return outputs
+
+    def load(path: Path) -> torch.Tensor:
+        image = load_image_tensor(path, depth)
+        return fit_to_network(image, *size, settings.resize_images, settings.crop_or_pad_images, str(path))
+
     for group in chunked(files, step):
-        batch = torch.stack(
-            [
-                fit_to_network(
-                    load_image_tensor(path, depth),
-                    *size,
-                    settings.resize_images,
-                    settings.crop_or_pad_images,
-                    str(path),
-                )
-                for path in group
-            ]
-        )
+        batch = torch.stack(map_decoding(load, group))
         batch = prepare_input(normalize(batch, settings.input_normalization), device)
         probs = class_probabilities(network, batch)
         outputs.extend(as_numpy(p) for p in probs)

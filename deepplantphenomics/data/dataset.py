@@ -11,9 +11,11 @@ import math
 import os
 import warnings
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -502,6 +504,22 @@ class InMemoryData:
 DECODE_THREADS = 4
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def map_decoding(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[function(item) for item in items]``, run by up to ``DECODE_THREADS`` threads, for functions that
+    decode image files: warnings are handled as :func:`~deepplantphenomics.data.io.decoding_in_threads` says,
+    and the first exception raised is raised here."""
+    threads = min(DECODE_THREADS, os.cpu_count() or 1, len(items))
+    with decoding_in_threads():
+        if threads <= 1:
+            return [function(item) for item in items]
+        with ThreadPoolExecutor(threads, thread_name_prefix="dpp-decode") as pool:
+            return list(pool.map(function, items))
+
+
 @dataclass
 class _Decoded:
     """One pair as ``_load_pair`` leaves it: tensors and what the report counts, or the problem found."""
@@ -585,13 +603,7 @@ def load_pairs(
     def load(pair: tuple[Path, Path]) -> _Decoded:
         return _load_pair(*pair, depth, num_classes, size, resize, crop_pad)
 
-    threads = min(DECODE_THREADS, os.cpu_count() or 1, len(pairs))
-    with decoding_in_threads():
-        if threads > 1:
-            with ThreadPoolExecutor(threads, thread_name_prefix="dpp-decode") as pool:
-                decoded = list(pool.map(load, pairs))
-        else:
-            decoded = [load(pair) for pair in pairs]
+    decoded = map_decoding(load, pairs)
     for (image_path, _), item in zip(pairs, decoded):
         if item.problem is not None:
             problems.append(item.problem)
