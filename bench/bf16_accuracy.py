@@ -12,8 +12,8 @@ differences (the issue's bar: within 0.01).
 
 The default run is short (5 epochs, one seed): it checks the pipeline, not the trade-off. The measurement
 for docs/benchmarks.md is ``--epochs 100 --seeds 0 1 2 --models seed,unet`` (the example's 100 epochs;
-about 2 minutes per seed-network training on 2 quiet cores, the U-Net much longer), on a quiet machine. Needs ../shared/data/cwfid (or ``--data``);
-without it the JSON line says the run was skipped.
+about 2 minutes per seed-network training on 2 quiet cores, the U-Net much longer), on a quiet machine.
+Needs ../shared/data/cwfid (or ``--data``); without it the JSON line says the run was skipped.
 
 Usage: ``python bench/bf16_accuracy.py [--epochs 100] [--seeds 0 1 2] [--models seed,unet]``.
 """

@@ -14,7 +14,8 @@ rounds; the median wall time of the whole process (interpreter start included) i
 phases the worker timed itself (``import_s``: importing the library or torch) and the library / hand-written
 speed ratios (hand-written seconds / library seconds: above 1 means the library is faster).
 
-``decode_s``: decoding the photos (``load_pairs``) in this process, one thread against the thread pool.
+``layout_decisions``: the memory layouts the library measured and chose. ``decode_s``: decoding the photos
+(``load_pairs``) in this process, one thread against the thread pool.
 
 ``--profile`` runs one library training worker under cProfile and prints its 30 most expensive calls
 (cumulative) instead.
@@ -170,6 +171,19 @@ def decode_seconds(data: Path, size: int, rounds: int) -> dict:
     return {name: round(median(values), 3) for name, values in times.items()}
 
 
+def layout_decisions(cache: Path) -> list[dict]:
+    """The layouts the library chose (``runtime.choose_layout``), with the step times it measured."""
+    import json
+
+    from deepplantphenomics.runtime import LAYOUT_CACHE_FILE
+
+    path = cache / LAYOUT_CACHE_FILE
+    if not path.is_file():
+        return []
+    entries = json.loads(path.read_text(encoding="utf-8"))["entries"]
+    return [{"key": key.split("|", 1)[1], **entry} for key, entry in sorted(entries.items())]
+
+
 def profile_worker(args: argparse.Namespace) -> None:
     import cProfile
     import pstats
@@ -248,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
                 kind = "library" if "library" in worker else "naive"
                 state = root / f"state-{kind}" if name.startswith("infer/") else root / f"out-{round_}-{kind}"
                 results[name].append(timed_run(args, worker, data, state, env))
+        layouts = layout_decisions(root / "cache-warm")
     out: dict = {
         "benchmark": "end_to_end",
         "unit": "seconds per fresh process (wall clock, interpreter start to saved result); median of rounds",
@@ -256,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         f"seed network, batch {args.batch}, {args.epochs} epochs",
         "machine": info,
         "decode_s": decode,
+        "layout_decisions": layouts,
     }
     for name, runs in results.items():
         out[name] = {
