@@ -329,7 +329,8 @@ def choose_layout(
         choice = LayoutChoice(device.type == "cuda", "device")
     else:
         choice = _cpu_layout(network, sample, training, precision, planned_steps, log)
-    adopt_layout(network, choice.channels_last)
+        # Only a CPU decision is remembered: a forced layout is read from the environment each time.
+        adopt_layout(network, choice.channels_last)
     if log is not None:
         log(choice.describe())
     return choice

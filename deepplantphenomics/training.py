@@ -364,7 +364,9 @@ class TrainingRun:
                 log=self.log,
             )
             channels_last = choice.channels_last
-        runtime.adopt_layout(self.network, distributed.broadcast_object(channels_last))
+        channels_last = distributed.broadcast_object(channels_last)
+        if not distributed.is_main():  # rank 0's choice, so every rank's gradients have the same strides
+            runtime.adopt_layout(self.network, channels_last)
         flag = runtime.native_bf16()
         if flag and settings.precision == "fp32" and self.device.type == "cpu":
             self.log(
