@@ -24,6 +24,7 @@ import torch
 
 from deepplantphenomics import distributed, state
 from deepplantphenomics._version import __version__
+from deepplantphenomics.architectures import PREDEFINED, predefined_layer_specs
 from deepplantphenomics.data.dataset import (
     InMemoryData,
     LoadReport,
@@ -612,14 +613,14 @@ class SemanticSegmentationModel:
 
     def use_predefined_model(self, model_name: str) -> None:
         """Declare a predefined architecture: 'u-net' or 'fcn-18' (case-insensitive)."""
-        from deepplantphenomics.architectures import PREDEFINED, declare
-
         name = check_choice("model_name", model_name, tuple(PREDEFINED))
         if self._builder is not None:
             raise RuntimeError(
                 "use_predefined_model() declares the whole network: call it instead of adding layers."
             )
-        declare(self, name)
+        # The specs are computed (and the size checked) before any layer is added: nothing is half-declared.
+        for spec in predefined_layer_specs(name, self._input_shape(), self._settings.patching):
+            self.add_layer(**spec)
 
     # ================================================================== data (API.md section 5)
     def load_dataset_from_directory_with_segmentation_masks(
