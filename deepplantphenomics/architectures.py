@@ -26,7 +26,7 @@ from typing import Any
 
 from deepplantphenomics.layers import Shape
 
-__all__ = ["FCN18_WIDTHS", "PREDEFINED", "UNET_WIDTHS", "predefined_layer_specs"]
+__all__ = ["FCN18_WIDTHS", "PREDEFINED", "UNET_WIDTHS", "predefined_layer_specs", "vegetation_layer_specs"]
 
 PREDEFINED: tuple[str, ...] = ("u-net", "fcn-18")
 
@@ -154,3 +154,31 @@ def predefined_layer_specs(name: str, input_shape: Shape, patching: bool = False
         _check_unet_size(input_shape, patching)
         return _unet(input_shape[0], UNET_WIDTHS)
     return _fcn18(input_shape[0], FCN18_WIDTHS)
+
+
+def vegetation_layer_specs(
+    widths: tuple[int, ...] = (16, 32, 64, 96), head: int = 8, epsilon: float = 1e-3, channels: int = 3
+) -> list[Spec]:
+    """The network of the shipped vegetation tool (``train_vegetation.py``, docs/vegetation.md).
+
+    The first convolution has stride 2 and no other convolution runs at the input resolution: that level
+    only gets a transposed convolution, the input image itself (copy connection) and one light 3x3 block,
+    which keeps CPU inference cheap while edges stay at input resolution. Below it, four levels of
+    (conv, conv) with max pooling, ``widths`` channels, and a mirrored decoder with copy connections.
+
+    Args:
+        widths: encoder channels per level (the last is the bottom level); the decoder mirrors them.
+        head: channels of the last block, at input resolution.
+        epsilon: the batch norms' epsilon (the shipped weights were trained with DPP's 1e-3).
+        channels: input channels.
+    """
+    specs: list[Spec] = [{"kind": "input"}, {"kind": "copy_save"}]  # the image itself feeds the last block
+    specs.append(conv(channels, widths[0], stride=2, epsilon=epsilon))
+    for level, width in enumerate(widths[:-1]):
+        specs += [conv(width, width, epsilon=epsilon) for _ in range(1 if level == 0 else 2)]
+        specs += [{"kind": "copy_save"}, max_pool()]
+    specs += [conv(widths[-2], widths[-1], epsilon=epsilon), conv(widths[-1], widths[-1], epsilon=epsilon)]
+    for width in reversed(widths[:-1]):
+        specs += [upsample(width), {"kind": "copy_load"}, conv(2 * width, width, epsilon=epsilon)]
+    specs += [upsample(head), {"kind": "copy_load"}, conv(head + channels, head, epsilon=epsilon)]
+    return specs + [{"kind": "output"}]

@@ -41,13 +41,14 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from deepplantphenomics import state
+from deepplantphenomics.architectures import vegetation_layer_specs
 from deepplantphenomics.data.augment import AugmentationConfig, augment_batch
 from deepplantphenomics.data.dataset import pair_files
 from deepplantphenomics.data.io import read_binary_mask, read_image
@@ -55,6 +56,9 @@ from deepplantphenomics.indices import index_mask
 from deepplantphenomics.losses import IGNORE_INDEX, build_loss
 from deepplantphenomics.metrics import binary_scores
 from deepplantphenomics.tools import MODEL_CARD, fold_batch_norm, network_probabilities
+
+if TYPE_CHECKING:  # the model is imported when a run starts (make_model), so importing the recipe stays light
+    from deepplantphenomics.model import SemanticSegmentationModel
 
 # ------------------------------------------------------------------------------------------ data terms
 # Terms and citations of the datasets known when this recipe was written (from their SOURCE.md). A new
@@ -237,36 +241,10 @@ def read_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray
 
 
 # ------------------------------------------------------------------------------------------ the network
-def declare_network(model: Any) -> None:
-    """The vegetation U-Net, declared with the library's layer API.
-
-    The first convolution has stride 2 and no other convolution runs at the input resolution: that level
-    only gets a transposed convolution, the input image itself (copy connection) and one light 3x3 block,
-    which keeps CPU inference cheap while edges stay at input resolution. Below it, four levels of
-    (conv, conv) with max pooling, 16-32-64-96 channels, and a mirrored decoder with copy connections.
-    """
-    model.add_input_layer()
-    model.add_copy_connection("save")  # the image itself feeds the last block (sharp edges)
-    model.add_convolutional_layer([3, 3, 3, WIDTHS[0]], 2, "relu", batch_norm=True, epsilon=BN_EPSILON)
-    for level, width in enumerate(WIDTHS[:-1]):
-        for _ in range(1 if level == 0 else 2):
-            model.add_convolutional_layer(
-                [3, 3, width, width], 1, "relu", batch_norm=True, epsilon=BN_EPSILON
-            )
-        model.add_copy_connection("save")
-        model.add_pooling_layer(2, 2, "max")
-    for _ in range(2):
-        model.add_convolutional_layer(
-            [3, 3, WIDTHS[-1], WIDTHS[-1]], 1, "relu", batch_norm=True, epsilon=BN_EPSILON
-        )
-    for width in reversed(WIDTHS[:-1]):
-        model.add_upsampling_layer(2, width, 2, "relu")
-        model.add_copy_connection("load")
-        model.add_convolutional_layer([3, 3, width, width], 1, "relu", batch_norm=True, epsilon=BN_EPSILON)
-    model.add_upsampling_layer(2, HEAD, 2, "relu")
-    model.add_copy_connection("load")
-    model.add_convolutional_layer([3, 3, HEAD, HEAD], 1, "relu", batch_norm=True, epsilon=BN_EPSILON)
-    model.add_output_layer()
+def declare_network(model: SemanticSegmentationModel) -> None:
+    """The vegetation U-Net (``architectures.vegetation_layer_specs``), declared with the library's layer API."""
+    for spec in vegetation_layer_specs(WIDTHS, HEAD, BN_EPSILON):
+        model.add_layer(**spec)
 
 
 def make_model(args: argparse.Namespace, save_dir: Path):

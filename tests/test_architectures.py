@@ -269,3 +269,11 @@ def test_declared_again_from_saved_state(tmp_path):
     mismatch.use_predefined_model("u-net")
     with pytest.raises(ValueError, match="layer"):
         mismatch.forward_pass_with_file_inputs(files)
+
+
+def test_vegetation_specs_are_the_shipped_network():
+    """The vegetation tool's network, as architectures.py declares it, is the one its shipped state saved."""
+    from deepplantphenomics.architectures import vegetation_layer_specs
+
+    shipped = Path(dpp.__file__).parent / "weights" / "vegetation" / state.ARCHITECTURE
+    assert vegetation_layer_specs() == state.read_json(shipped)["layers"]
