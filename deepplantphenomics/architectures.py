@@ -174,9 +174,12 @@ def vegetation_layer_specs(
     """
     specs: list[Spec] = [{"kind": "input"}, {"kind": "copy_save"}]  # the image itself feeds the last block
     specs.append(conv(channels, widths[0], stride=2, epsilon=epsilon))
+    previous = widths[0]
     for level, width in enumerate(widths[:-1]):
-        specs += [conv(width, width, epsilon=epsilon) for _ in range(1 if level == 0 else 2)]
+        specs.append(conv(previous, width, epsilon=epsilon))
+        specs += [conv(width, width, epsilon=epsilon)] if level else []
         specs += [{"kind": "copy_save"}, max_pool()]
+        previous = width
     specs += [conv(widths[-2], widths[-1], epsilon=epsilon), conv(widths[-1], widths[-1], epsilon=epsilon)]
     for width in reversed(widths[:-1]):
         specs += [upsample(width), {"kind": "copy_load"}, conv(2 * width, width, epsilon=epsilon)]
