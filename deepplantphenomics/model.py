@@ -190,6 +190,17 @@ class SemanticSegmentationModel:
         """Copies of the layer specs declared so far, input layer first (empty before ``add_input_layer``)."""
         return copy.deepcopy(self._builder.specs) if self._builder is not None else []
 
+    @property
+    def layer_shapes(self) -> list[tuple[int, int, int]]:
+        """(channels, height, width) after each declared layer, as ``debug=True`` prints them (the output layer's
+        channels are 1 for binary models, else the number of classes)."""
+        if self._builder is None:
+            return []
+        shapes = list(self._builder.shapes)
+        if self._builder.finished:
+            shapes[-1] = (self._out_channels(), *shapes[-1][1:])
+        return shapes
+
     def build_network(self) -> SegmentationNetwork:
         """The complete network: built on first use (with the saved weights when ``load_from_saved`` or
         ``dpp.load_model`` gave a state), the same module afterwards.

@@ -86,7 +86,7 @@ GOOD = [
 def test_good_values_are_accepted_and_stored(model, setter, args, stored):
     getattr(model, setter)(*args)
     for attribute, value in stored.items():
-        assert getattr(model._settings, attribute) == value
+        assert getattr(model.settings, attribute) == value
 
 
 def test_every_public_setter_is_covered():
@@ -211,11 +211,11 @@ def test_a_rejected_value_leaves_the_setting_unchanged(model):
     model.set_batch_size(4)
     with pytest.raises(ValueError):
         model.set_batch_size(0)
-    assert model._settings.batch_size == 4
+    assert model.settings.batch_size == 4
 
 
 def test_defaults_match_dpp():
-    settings = dpp.SemanticSegmentationModel()._settings
+    settings = dpp.SemanticSegmentationModel().settings
     assert (settings.batch_size, settings.learning_rate, settings.optimizer) == (1, 0.001, "adam")
     assert (settings.test_split, settings.validation_split) == (0.10, 0.10)
     assert settings.weight_initializer == "xavier"
@@ -236,15 +236,15 @@ def test_defaults_match_dpp():
 def test_num_classes_switches_a_cross_entropy_loss(model, loss, classes, expected):
     model.set_loss_function(loss)
     model.set_num_segmentation_classes(classes)
-    assert model._settings.loss_function == expected
+    assert model.settings.loss_function == expected
 
 
 def test_num_classes_back_to_binary_restores_sigmoid(model):
     model.set_num_segmentation_classes(4)
-    assert model._settings.loss_function == "softmax cross entropy"
+    assert model.settings.loss_function == "softmax cross entropy"
     model.set_num_segmentation_classes(2)
-    assert model._settings.loss_function == "sigmoid cross entropy"
-    assert model._settings.binary
+    assert model.settings.loss_function == "sigmoid cross entropy"
+    assert model.settings.binary
 
 
 def test_settings_round_trip_through_dict():
