@@ -256,6 +256,30 @@ def test_settings_round_trip_through_dict():
     assert back.extra == {"option_from_a_newer_version": 1}
 
 
+def test_settings_from_dict_is_held_to_the_setters_rules():
+    data = Settings().to_dict()
+    data["batch_size"] = 0
+    with pytest.raises(
+        ValueError, match=r"^Settings are not valid: .*`batch_size`.*Correct the key `batch_size`"
+    ):
+        Settings.from_dict(data)
+    with pytest.raises(TypeError, match=r"Settings hold list, not a JSON object"):
+        Settings.from_dict([1, 2])
+    data = Settings().to_dict()
+    data["loss_function"] = "Sigmoid Cross-Entropy"
+    assert (
+        Settings.from_dict(data).loss_function == "sigmoid cross entropy"
+    )  # made canonical, as the setter does
+
+
+def test_settings_validate_themselves():
+    with pytest.raises(ValueError, match=r"`optimizer`: expected one of"):
+        Settings(optimizer="adamw2")
+    with pytest.raises(TypeError, match=r"`extra`"):
+        Settings(extra=[1])
+    assert Settings(learning_rate=1).learning_rate == 1.0
+
+
 # ------------------------------------------------------------------------------------------ constructor
 def test_constructor_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
