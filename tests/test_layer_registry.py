@@ -215,3 +215,27 @@ def test_each_record_shape_matches_its_module(kind, arguments):
         with torch.no_grad():
             out = module(torch.rand(1, *shape))
         assert tuple(out.shape[1:]) == record.output_shape(spec, shape)
+
+
+def test_every_spec_is_its_own_declaration(tmp_path):
+    """add_layer(**spec) declares each layer the DPP methods declared, so specs (saved or computed) are
+    declarations."""
+    model = _model(tmp_path / "a")
+    model.add_input_layer()
+    model.add_convolutional_layer([3, 3, 3, 8], 1, "relu", batch_norm=True, use_bias=False)
+    model.add_copy_connection("save")
+    model.add_pooling_layer(2, 2, "avg")
+    model.add_skip_connection()
+    model.add_dropout_layer(0.9)
+    model.add_upsampling_layer(2, 8, 2, "relu", regularization_coefficient=1e-3)
+    model.add_copy_connection("load")
+    model.add_batch_norm_layer()
+    model.add_normalization_layer()
+    model.add_paral_conv_block([1, 1, 16, 4], [3, 3, 16, 4])
+    model.add_output_layer(regularization_coefficient=0.5)
+    again = _model(tmp_path / "b")
+    for spec in model.layer_specs:
+        again.add_layer(**spec)
+    assert again.layer_specs == model.layer_specs
+    assert again.layer_shapes == model.layer_shapes
+    assert model.layer_shapes[-1] == (1, SIZE, SIZE)  # the output layer: one logit for a binary model
