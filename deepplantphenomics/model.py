@@ -854,34 +854,15 @@ class SemanticSegmentationModel:
         self._network = network
         return network
 
-    def _architecture(self) -> dict[str, Any]:
-        return {
-            "format_version": state.FORMAT_VERSION,
-            "library_version": __version__,
-            "skip_semantics": self._skip_semantics,
-            "layers": self._specs(),
-            "input_shape": list(self._input_shape()),
-            "out_channels": self._out_channels(),
-            "num_classes": self._settings.num_classes,
-            "preprocessing": {
-                "scale": "pixel / 255 (8-bit) or / 65535 (16-bit)",
-                "normalization": self._settings.input_normalization,
-                "image_size": [self._settings.image_height, self._settings.image_width],
-                "resize_images": self._settings.resize_images,
-                "crop_or_pad_images": self._settings.crop_or_pad_images,
-                "patch_size": [self._settings.patch_height, self._settings.patch_width]
-                if self._settings.patching
-                else None,
-            },
-        }
-
     def save_state(self, directory: str | os.PathLike | None = None) -> Path:
         """Write weights (safetensors), architecture and settings (JSON) to ``directory`` (default save_dir)."""
         directory = Path(directory) if directory is not None else self._save_dir
         network = self._build_network()
         state.save_state_files(
             directory,
-            self._architecture(),
+            state.architecture_record(
+                self._specs(), self._input_shape(), self._out_channels(), self._settings, self._skip_semantics
+            ),
             self._settings.to_dict(),
             network,
             {"format": "pt", "library": "deepplantphenomics"},
