@@ -422,9 +422,13 @@ class TrainingRun:
             start_epoch, start_batch, order = ckpt["epoch"], ckpt["batch"], ckpt["order"]
             self.history = list(ckpt.get("history", []))
             resumed_running = tuple(ckpt.get("running", (0.0, 0)))
-            if start_batch >= batches_per_epoch:
+            # A checkpoint after an epoch's last batch is either the end-of-epoch one (its record is in the
+            # history: go on with the next epoch) or a stop that came during that last batch (no record yet:
+            # the batch loop below is empty and the epoch is closed from the saved running loss).
+            if start_batch >= batches_per_epoch and len(self.history) > start_epoch:
                 start_epoch, start_batch, order = start_epoch + 1, 0, None
-            self.log(f"Resuming from epoch {start_epoch + 1}, batch {start_batch + 1} ('{checkpoint_path}').")
+            where = f"batch {start_batch + 1}" if start_batch < batches_per_epoch else "its end"
+            self.log(f"Resuming from epoch {start_epoch + 1}, {where} ('{checkpoint_path}').")
 
         if world > 1:
             self.log(f"distributed training: world size {world}")
