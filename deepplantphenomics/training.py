@@ -351,7 +351,7 @@ class TrainingRun:
         channels_last = None
         if distributed.is_main():
             rows = torch.arange(min(batch, n))
-            images, _ = batch_tensors(self.train_data, rows, torch.device("cpu"))
+            images = self.train_data.float_images(rows)  # a batch as the loop makes it, on the CPU
             stats = None if self.train_data.statistics is None else self.train_data.statistics[rows]
             sample = normalize(images, settings.input_normalization, stats)
             steps = settings.maximum_training_epochs * math.ceil(math.ceil(n / world) / batch)
