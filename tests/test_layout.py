@@ -174,3 +174,14 @@ def test_a_short_run_takes_a_decision_measured_for_the_same_network(cache):
     assert (short.source, short.channels_last) == ("related", trained.channels_last)
     other = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
     assert choose_layout(other, sample_batch(), planned_steps=1).source == "default"
+
+
+def test_prediction_logs_its_layout(cache, tiny_dataset, tmp_path, capsys):
+    model = make_model(tmp_path / "state", debug=True)
+    model.set_test_split(0.0)
+    model.set_validation_split(0.0)
+    model.load_dataset_from_directory_with_segmentation_masks(*tiny_dataset)
+    model.begin_training()  # 2 steps: too short to measure, NCHW
+    capsys.readouterr()
+    model.forward_pass_with_file_inputs(sorted(tiny_dataset[0].iterdir()))
+    assert "memory layout: NCHW, the CPU default" in capsys.readouterr().out
