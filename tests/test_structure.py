@@ -295,7 +295,6 @@ LONG_FUNCTIONS = {
     f"{NAME}.data.patches.predict_tiled",
     f"{NAME}.report._render",
     f"{NAME}.synthetic._draw_plant",
-    f"{NAME}.training.TrainingRun.run",
 }
 
 
