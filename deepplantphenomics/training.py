@@ -15,10 +15,12 @@ import math
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -30,6 +32,7 @@ from deepplantphenomics.losses import build_loss
 from deepplantphenomics.metrics import ConfusionMatrix, format_metrics, predictions_from_logits
 from deepplantphenomics.runtime import prepare_input, prepare_module, tune_allocator
 from deepplantphenomics.settings import Settings
+from deepplantphenomics.validation import check_float, check_sequence
 
 METRICS_CSV = "metrics.csv"
 
@@ -663,6 +666,61 @@ def write_tensorboard_scalars(directory: str | Path, scalars: dict[str, float], 
             writer.add_scalar(tag, value, step)
     finally:
         writer.close()
+
+
+def search_values(argument: str, limits: Any, current: float, steps: int, low_inclusive: bool) -> list[float]:
+    """The grid points of one hyperparameter of ``begin_training_with_hyperparameter_search``.
+
+    Args:
+        argument: the argument's name, for errors.
+        limits: None (keep ``current``) or [low, high], floats >= 0 (> 0 unless ``low_inclusive``).
+        current: the value set now.
+        steps: grid points from low to high, evenly spaced.
+        low_inclusive: whether 0 is allowed.
+
+    Raises:
+        TypeError: ``limits`` is not a pair of floats.
+        ValueError: a limit is out of range, or low > high.
+    """
+    if limits is None:
+        return [current]
+    items = check_sequence(argument, limits, "[low, high]")
+    if len(items) != 2:
+        raise TypeError(
+            f"Invalid value for argument `{argument}`: expected [low, high], received {limits!r}."
+        )
+    low, high = (check_float(argument, v, 0.0, None, low_inclusive=low_inclusive) for v in items)
+    if low > high:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: expected low <= high, received {items!r}."
+        )
+    return [float(v) for v in np.linspace(low, high, steps)]
+
+
+def grid_search(
+    l2_values: list[float],
+    lr_values: list[float],
+    train: Callable[[float, float], float | None],
+    log: Callable[[str], None],
+) -> np.ndarray:
+    """DPP's hyperparameter search: ``train(l2, lr)`` (one full training, returning its test loss) per point.
+
+    Returns:
+        float (len(l2_values), len(lr_values)) test losses; NaN where a run raised or gave no loss.
+    """
+    losses = np.full((len(l2_values), len(lr_values)), np.nan)
+    for i, l2 in enumerate(l2_values):
+        for j, lr in enumerate(lr_values):
+            log(f"HYPERPARAMETER SEARCH: l2 coefficient {l2:g}, learning rate {lr:g}")
+            try:
+                loss = train(l2, lr)
+            except Exception as exc:  # DPP's behaviour: a failed run is NaN, the search goes on
+                log(f"HYPERPARAMETER SEARCH: the run failed ({type(exc).__name__}: {exc}); NaN")
+                continue
+            losses[i, j] = np.nan if loss is None else loss
+    log(f"Hyperparameter search: l2 coefficients {l2_values}, learning rates {lr_values}")
+    log("Test loss grid (rows: l2 coefficient, columns: learning rate):\n" + np.array2string(losses))
+    return losses
 
 
 def report_test_metrics(metrics: dict[str, Any], class_names: list[str] | None = None) -> str:
