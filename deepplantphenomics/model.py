@@ -1158,34 +1158,17 @@ class SemanticSegmentationModel:
     def from_saved_state(cls, directory: str | os.PathLike, debug: bool = False) -> SemanticSegmentationModel:
         """Rebuild a trained model from its state directory alone (see ``dpp.load_model``)."""
         directory = Path(directory)
-        if not directory.is_dir():
-            raise FileNotFoundError(f"Saved state folder does not exist: '{directory}'.")
-        # One save's files, never the weights of one run with the architecture of another.
-        arch, saved_settings, weights = state.read_state_files(directory)
-        if not isinstance(saved_settings, dict):
-            raise ValueError(
-                f"Saved settings '{directory / state.SETTINGS}' hold {type(saved_settings).__name__}, "
-                "not a JSON object of settings."
-            )
-        # States written before input normalisation was a setting fed the network [0, 1] pixels.
-        saved_settings.setdefault("input_normalization", "none")
-        # A hand-edited settings.json is held to the setters' rules and must fit the saved network.
-        settings = Settings.from_dict(saved_settings, source=directory / state.SETTINGS)
-        try:
-            layers = arch["layers"]
-            input_shape = tuple(arch["input_shape"])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"Saved state in '{directory}' is incomplete: missing {exc}.") from None
-        state.check_settings_match(settings, arch, directory)
-        semantics = state.skip_semantics_of(arch)
+        saved = state.read_saved_state(directory)
         model = cls(debug=debug, save_dir=directory, save_checkpoints=False)
-        model._settings = settings
-        model._skip_semantics = semantics
-        model._builder = NetworkBuilder(input_shape, semantics)
-        for spec in layers:
+        model._settings = saved.settings
+        model._skip_semantics = saved.skip_semantics
+        model._builder = NetworkBuilder(saved.input_shape, saved.skip_semantics)
+        for spec in saved.layers:
             model._builder.add(spec)
-        network = SegmentationNetwork(layers, input_shape, int(arch["out_channels"]), semantics)
-        state.load_state_dict_checked(network, weights, directory / state.WEIGHTS)
+        network = SegmentationNetwork(
+            saved.layers, saved.input_shape, saved.out_channels, saved.skip_semantics
+        )
+        state.load_state_dict_checked(network, saved.weights, directory / state.WEIGHTS)
         model._network = network
         return model
 
