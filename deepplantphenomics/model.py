@@ -13,7 +13,6 @@ import math
 import os
 import random
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from deepplantphenomics.training import (
     grid_search,
     headline_scores,
     hold_save_dir,
+    prepare_training_devices,
     report_test_metrics,
     search_values,
     write_tensorboard_scalars,
@@ -736,28 +736,6 @@ class SemanticSegmentationModel:
         return directory
 
     # ================================================================== training (API.md section 6)
-    def _prepare_runtime(self) -> None:
-        distributed.initialize()
-        s = self._settings
-        if s.num_threads is not None:
-            torch.set_num_threads(s.num_threads)
-        self._device = choose_device(s)
-        available = torch.cuda.device_count() if self._device.type == "cuda" else 0
-        if s.num_gpus:
-            if available == 0:
-                warnings.warn(
-                    f"set_number_of_gpus({s.num_gpus}): no GPU is available; training on the CPU.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-            else:
-                used = min(s.num_gpus, available)
-                if s.batch_size % used:
-                    raise RuntimeError(
-                        f"The batch size ({s.batch_size}) must split evenly over {used} GPUs; "
-                        f"use a multiple of {used} with set_batch_size."
-                    )
-
     def _check_ready_to_train(self) -> None:
         if self._data is None:
             raise RuntimeError(
@@ -794,7 +772,7 @@ class SemanticSegmentationModel:
                 f"Cannot resume: no checkpoint at '{self._save_dir / state.CHECKPOINT}'. "
                 "Train with save_checkpoints=True (the default) first, or interrupt a run with Ctrl-C."
             )
-        self._prepare_runtime()
+        self._device = prepare_training_devices(self._settings)
         with hold_save_dir(self._save_dir):  # one training run per save_dir at a time
             return self._train_and_test(return_test_loss, resume)
 

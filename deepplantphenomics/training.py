@@ -15,6 +15,7 @@ import math
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,37 @@ class TrainingDivergedError(RuntimeError):
 def choose_device(settings: Settings) -> torch.device:
     """CUDA when present (and GPUs were not set to 0; this rank's GPU under torchrun), else CPU."""
     return distributed.device_for_rank(prefer_cuda=settings.num_gpus != 0)
+
+
+def prepare_training_devices(settings: Settings) -> torch.device:
+    """Join the process group under torchrun, set the thread count, and choose the training device.
+
+    Warns (``UserWarning``, pointing at the caller of ``begin_training``) when GPUs were asked for and none is
+    available.
+
+    Raises:
+        RuntimeError: the batch size does not split evenly over the GPUs used.
+    """
+    distributed.initialize()
+    if settings.num_threads is not None:
+        torch.set_num_threads(settings.num_threads)
+    device = choose_device(settings)
+    available = torch.cuda.device_count() if device.type == "cuda" else 0
+    if settings.num_gpus:
+        if available == 0:
+            warnings.warn(
+                f"set_number_of_gpus({settings.num_gpus}): no GPU is available; training on the CPU.",
+                UserWarning,
+                stacklevel=3,
+            )
+        else:
+            used = min(settings.num_gpus, available)
+            if settings.batch_size % used:
+                raise RuntimeError(
+                    f"The batch size ({settings.batch_size}) must split evenly over {used} GPUs; "
+                    f"use a multiple of {used} with set_batch_size."
+                )
+    return device
 
 
 def wrap_for_devices(network: nn.Module, settings: Settings, device: torch.device) -> nn.Module:
