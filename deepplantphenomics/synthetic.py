@@ -918,7 +918,7 @@ def _pots_background(
         soil = soil * (1.0 - moss) + olive * moss
     side = rng.uniform(0.3, 0.6) * min(height, width)
     square = bool(rng.random() < 0.4)
-    pot = _POT_COLOURS[_GREEN_POT if green and rng.random() < 0.5 else int(rng.integers(len(_POT_COLOURS)))]
+    pot = _POT_COLOURS[_GREEN_POT if green and rng.random() < 0.5 else (0, 1, 3)[int(rng.integers(3))]]
     angle = rng.uniform(0, 2 * math.pi)
     style = dict(
         square=square, rim=rng.uniform(0.06, 0.12), colour=pot, light=(math.cos(angle), math.sin(angle))
@@ -1153,7 +1153,7 @@ def generate_lab_image(
     sometimes a neighbouring pot in view), ``'cloth'`` (plants on dark cloth) and ``'empty'`` (one of those
     settings with no plant at all, often with green objects that are not plants: the mask is all 0). Plants are
     dark, bluish, yellow or field green, with soft shadows and blended edges; light is uneven; white balance,
-    noise, blur and JPEG compression vary. About a third of the scenes with plants also hold green non-plant
+    noise, blur and JPEG compression vary. About a fifth of the scenes with plants also hold green non-plant
     objects (a green tray, pot, label or tape).
 
     Args:
@@ -1180,7 +1180,7 @@ def generate_lab_image(
         else check_choice("scene", scene, LAB_SCENES)
     )
     scale = min(height, width) / 256.0
-    green = bool(gen.random() < 0.3)
+    green = bool(gen.random() < 0.2)
     setting = scene if scene != "empty" else ("pots", "paper", "cloth")[int(gen.integers(3))]
     spots: list[tuple[float, float, float]] = []
     if setting == "pots":
