@@ -8,8 +8,8 @@ when a mask needs a look. They do not change the mask.
 
 Flags (:data:`FLAGS`, meanings in :data:`FLAG_MEANINGS` and docs/vegetation.md):
 
-- ``greyscale``: the photo has no colour (R = G = B, or nearly): nothing to judge plants by; the network's mask
-  is then usually empty.
+- ``greyscale``: the photo has no colour (R = G = B to within 1 level): nothing to judge plants by; the
+  network's mask is then usually empty.
 - ``no_plant``: the mask is (nearly) empty and a colour index finds no coherent green region either: most
   likely a photo without plants. Informative, not a failure.
 - ``missed_green``: a colour index (Excess Green above Otsu's cut, green above red and blue) finds a coherent
@@ -64,7 +64,9 @@ FLAG_MEANINGS = {
 # Thresholds, measured on every photo in ../shared/data with the shipped network's masks and on lab scenes
 # from deepplantphenomics.synthetic (docs/vegetation.md, "Quality flags").
 SAMPLE_PIXELS = 100_000  # the checks run on a sub-sampled copy of at most this many pixels
-GREY_CHROMA = 4.0  # 99th percentile of max(R,G,B) - min(R,G,B) on 0..255 at or below this: greyscale
+# 99th percentile of max(R,G,B) - min(R,G,B) on 0..255 at or below this: greyscale. A grey photo, even as an
+# RGB JPEG, has 0-1; a colour photo of a dark neutral cloth after JPEG already 2-3, field photos 28 and more.
+GREY_CHROMA = 1.0
 DARK = 25.0  # pixels whose brightest channel is below this have no reliable colour
 EXG_FLOOR = 0.06  # the colour index's cut is never below this ExG (on bare soil Otsu splits soil in two)
 MIN_REGION = 12  # sub-sampled pixels: smaller green regions are noise, not a plant

@@ -37,7 +37,7 @@ from deepplantphenomics.metrics import binary_scores
 from deepplantphenomics.synthetic import generate_lab_image, load_cutouts
 from deepplantphenomics.tools import METHODS, model_card, quality_flags, segment_image
 
-__all__ = ["LAB_SETTINGS", "format_tables", "main", "validate"]
+__all__ = ["LAB_SETTINGS", "format_tables", "main", "validate", "write_card_block"]
 
 # Lab composite settings: (label, scene, use held-out real cut-outs).
 LAB_SETTINGS = (
@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--all-photos", action="store_true", help="flag counts on every photo in --data")
     parser.add_argument("--json", type=Path, help="also save the results as JSON")
+    parser.add_argument("--card", type=Path, help="write the results into this folder's model_card.json")
     args = parser.parse_args(argv)
     if args.lab_images < 1 or min(args.size) < 16:
         parser.error("--lab-images must be >= 1 and --size at least 16 16")
@@ -220,7 +221,28 @@ def main(argv: list[str] | None = None) -> int:
     print(format_tables(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    if args.card:
+        write_card_block(result, args.card)
     return 0
+
+
+def write_card_block(result: dict[str, Any], directory: Path) -> None:
+    """Store ``result`` as the ``validation`` section of ``directory/model_card.json`` (nothing else changes)."""
+    from deepplantphenomics import state
+    from deepplantphenomics.tools import MODEL_CARD
+
+    path = directory / MODEL_CARD
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["validation"] = {
+        "command": "python -m deepplantphenomics.validate_vegetation --data ../shared/data --all-photos",
+        "date": time.strftime("%Y-%m-%d"),
+        "note": "mean per-image Dice per setting (no-plant scenes: mean % of pixels left background); "
+        "area_ratio_median: median over images of the network's plant area / the true area; flagged_share: "
+        "share of images with a quality flag. Lab composites are generated (deepplantphenomics.synthetic, "
+        "seeds [1515, setting, image]); real cut-outs come from held-out photos only.",
+        **result,
+    }
+    state.write_json(path, card)
 
 
 if __name__ == "__main__":
