@@ -139,3 +139,27 @@ def test_dpp_segment_csv_has_the_quality_column(tmp_path):
         with (out / "results.csv").open(newline="", encoding="utf-8") as handle:
             rows = {row["file"].rsplit("/", 1)[-1]: row["quality"] for row in csv.DictReader(handle)}
         assert rows == (expected or {"grey.png": "", "plants.png": ""})
+
+
+def test_train_vegetation_writes_the_quality_block_only(tmp_path):
+    """`python -m deepplantphenomics.train_vegetation --add-quality` rewrites the card's quality section alone."""
+    import json
+    import shutil
+
+    from deepplantphenomics.synthetic import write_synthetic_dataset
+    from deepplantphenomics.train_vegetation import main as train_main
+
+    write_synthetic_dataset(tmp_path / "data" / "field", 14, 48, 48, seed=0)
+    out = tmp_path / "weights"
+    out.mkdir()
+    shutil.copy(tools.WEIGHTS_DIR / tools.MODEL_CARD, out / tools.MODEL_CARD)
+    before = json.loads((out / tools.MODEL_CARD).read_text())
+    assert train_main(["--add-quality", "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
+    after = json.loads((out / tools.MODEL_CARD).read_text())
+    assert {k: v for k, v in after.items() if k != "quality"} == {
+        k: v for k, v in before.items() if k != "quality"
+    }
+    ranges = after["quality"]["colour_ranges"]
+    assert set(ranges) == set(mask_quality.photo_statistics(field()))
+    assert all(low <= high for low, high in ranges.values())
+    assert after["quality"]["ranges_from"].startswith("3 training photos")
