@@ -386,8 +386,9 @@ def segment_vegetation(
             about 4.5x less work, 0.003-0.005 lower held-out Dice; :data:`FAST_INFERENCE`), 'exg' (Excess Green +
             Otsu) or 'cive' (CIVE + Otsu).
         recursive: folders also give the image files of their sub-folders.
-        check_quality: check each network mask and warn about flagged photos (re-reads each file: a few per
-            cent of the network's time); False skips the check. Index methods are not checked.
+        check_quality: check each network mask and warn about flagged photos (re-reads each file: for a
+            1296x966 PNG about 30 ms of reading and 6 ms of checks, a tenth of the network's time); False skips
+            the check. Index methods are not checked.
 
     Returns:
         One float32 (H, W) array per file, in input order, 1.0 on plant pixels and 0.0 elsewhere.
