@@ -33,6 +33,7 @@ from deepplantphenomics.data.io import (
     read_binary_mask,
     read_image,
 )
+from deepplantphenomics.indices import INDEX_METHODS
 from deepplantphenomics.inference import chunked
 from deepplantphenomics.postprocess import apply_mask, overlay_mask, to_uint8_rgb
 from deepplantphenomics.tools import METHODS
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # imported for the annotations only: the commands import thes
 __all__ = ["expand_inputs", "main", "output_stems"]
 
 RESULTS_CSV = "results.csv"
-SEGMENT_COLUMNS = ("file", "width", "height", "plant_pixels", "plant_fraction")
+SEGMENT_COLUMNS = ("file", "width", "height", "plant_pixels", "plant_fraction", "quality")
 SCORE_COLUMNS = ("dice", "iou", "precision", "recall")
 # Colours for classes 1, 2, ... in multi-class overlays (class 0 is background and left untinted).
 CLASS_COLOURS = (
@@ -327,9 +328,20 @@ def _tool_predictor(method: str, batch_size: int) -> Callable[[list[Path]], Sequ
     tools.segment_image(np.full((64, 64, 3), 128, dtype=np.uint8), method=method)
 
     def predict(files: list[Path]) -> Sequence[np.ndarray]:
-        return tools.segment_vegetation(files, batch_size=batch_size, method=method)
+        # The quality column is written per file from the image already read (segment_quality).
+        return tools.segment_vegetation(files, batch_size=batch_size, method=method, check_quality=False)
 
     return predict
+
+
+def segment_quality(method: str, image: np.ndarray, mask: np.ndarray) -> str:
+    """The ``quality`` cell of dpp segment's CSV for one photo: 'ok', the flags joined by ';'
+    (``tools.quality_flags``, docs/vegetation.md), or '' for the colour-index methods (not checked)."""
+    from deepplantphenomics import mask_quality, tools
+
+    if method in INDEX_METHODS:
+        return ""
+    return mask_quality.quality_label(tools.quality_flags(image, mask))
 
 
 def _load_trained(state_dir: Path) -> tuple[SemanticSegmentationModel, Settings]:
@@ -475,7 +487,8 @@ def segment(
         _save_png(out_dir / f"{stem}_overlay.png", overlay_mask(image, plant))
         height, width = plant.shape
         pixels = int(np.count_nonzero(plant))
-        log.write([str(path), width, height, pixels, repr(pixels / (width * height))])
+        quality = segment_quality(method, image, plant)
+        log.write([str(path), width, height, pixels, repr(pixels / (width * height)), quality])
         if page is not None:
             page.add(str(path), image, plant, link=f"{stem}_overlay.png")
         done += 1

@@ -610,6 +610,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="skip training: score the best checkpoint in --work-dir and write --out",
     )
     parser.add_argument(
+        "--add-quality",
+        action="store_true",
+        help="only (re)write the quality-flag block of --out's model card from --data's training photos",
+    )
+    parser.add_argument(
         "--retime",
         action="store_true",
         help="only re-measure the inference times in --out's model card (run it on a quiet machine)",
@@ -666,6 +671,42 @@ def retime(out: Path, threads: int = 2) -> dict[str, Any]:
     }
     state.write_json(out / MODEL_CARD, card)
     log(f"chosen scheme: {seconds:.3f} s per 1296x966 image; wrote {out / MODEL_CARD}")
+    return card
+
+
+def quality_block(datasets: list[Dataset]) -> dict[str, Any]:
+    """The card's ``quality`` section: the training images' colour ranges (``mask_quality.colour_ranges``),
+    against which ``unfamiliar_colours`` is judged, and what each flag means.
+
+    The training images are the real training photos and generated ones like the recipe's synthetic pool
+    (seeded here, so the ranges do not depend on the training seed)."""
+    from deepplantphenomics import mask_quality
+    from deepplantphenomics.synthetic import generate_plant_image
+
+    statistics = [
+        mask_quality.photo_statistics(read_image(image)) for dataset in datasets for image, _ in dataset.train
+    ]
+    real = len(statistics)
+    for i in range(SYNTHETIC_POOL):
+        image, _ = generate_plant_image(256, 256, np.random.default_rng([0, i]))
+        statistics.append(mask_quality.photo_statistics(image))
+    return {
+        "colour_ranges": mask_quality.colour_ranges(statistics),
+        "ranges_from": f"{real} training photos and {SYNTHETIC_POOL} generated images (0.5th-99.5th "
+        f"percentile, widened by {mask_quality.RANGE_MARGIN:.0%} of the span on each side)",
+        "flags": dict(mask_quality.FLAG_MEANINGS),
+        "thresholds": "deepplantphenomics/mask_quality.py; measured false-flag rates in docs/vegetation.md",
+    }
+
+
+def add_quality(out: Path, data: Path, split_seed: int) -> dict[str, Any]:
+    """Rewrite only the ``quality`` section of the model card at ``out`` (weights and scores unchanged)."""
+    from deepplantphenomics.tools import _read_card
+
+    card = _read_card(out)
+    card["quality"] = quality_block(load_datasets(data, split_seed))
+    state.write_json(out / MODEL_CARD, card)
+    log(f"wrote the quality block of {out / MODEL_CARD}")
     return card
 
 
@@ -786,6 +827,9 @@ def train(args: argparse.Namespace, run: Run, sampler: PatchSampler, validation:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.add_quality:
+        add_quality(args.out, args.data, args.split_seed)
+        return 0
     if args.retime:
         torch.set_num_threads(2)
         retime(args.out)
@@ -1011,6 +1055,7 @@ def finish(
             "note": "median wall time of segment (network + threshold) on a shared machine; load average "
             f"{os.getloadavg()[0]:.1f} at measurement",
         },
+        "quality": quality_block(datasets),
     }
     state.write_json(out / MODEL_CARD, card)
     log(f"wrote {out}")
