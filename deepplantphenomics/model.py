@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
-import math
 import os
 import random
 import sys
@@ -25,7 +24,7 @@ from deepplantphenomics.data.dataset import InMemoryData, pair_folders
 from deepplantphenomics.data.training_data import TrainingData
 from deepplantphenomics.inference import check_files, interpret, predict_files, stack_or_list
 from deepplantphenomics.layers import layer_kind, layer_name
-from deepplantphenomics.losses import build_loss, canonical_loss_name
+from deepplantphenomics.losses import canonical_loss_name
 from deepplantphenomics.network import (
     SKIP_SEMANTICS_DPP,
     NetworkBuilder,
@@ -40,14 +39,12 @@ from deepplantphenomics.settings import (
 from deepplantphenomics.training import (
     TrainingRun,
     choose_device,
-    evaluate,
+    epochs_per_decay,
+    evaluate_test_split,
     grid_search,
-    headline_scores,
     hold_save_dir,
     prepare_training_devices,
-    report_test_metrics,
     search_values,
-    write_tensorboard_scalars,
 )
 from deepplantphenomics.validation import (
     check_bool,
@@ -787,12 +784,8 @@ class SemanticSegmentationModel:
             f"device {self._device})"
         )
         if self._batches_per_decay is not None:
-            batches_per_epoch = math.ceil(len(train) / self._settings.batch_size)
-            epochs = max(1, round(self._batches_per_decay / batches_per_epoch))
-            self._settings.epochs_per_decay = epochs
-            self._log(
-                f"Learning rate decay every {self._batches_per_decay} batches: every {epochs} epoch(s) of "
-                f"{batches_per_epoch} batches (the learning rate changes once per epoch)"
+            self._settings.epochs_per_decay = epochs_per_decay(
+                self._batches_per_decay, len(train), self._settings.batch_size, self._log
             )
         if resume:
             self._adopt_saved_skip_semantics(self._save_dir)
@@ -847,17 +840,10 @@ class SemanticSegmentationModel:
         if test is None:
             raise RuntimeError("There is no test split: set_test_split(r) with r > 0 and train again.")
         network = prepare_module(self._build_network(), self._device)
-        s = self._settings
-        loss_fn = build_loss(s.loss_function, s.num_classes, s.class_weights)
-        metrics = evaluate(network, test, s, loss_fn, self._device)
-        self.test_metrics = metrics
-        if distributed.is_main():
-            print(report_test_metrics(metrics), flush=True)
-            if self._tensorboard_dir:
-                iou, dice = headline_scores(metrics)
-                scalars = {"test/loss": metrics["loss"], "test/iou": iou, "test/dice": dice}
-                write_tensorboard_scalars(self._tensorboard_dir, scalars, self._global_step)
-        return metrics
+        self.test_metrics = evaluate_test_split(
+            network, test, self._settings, self._device, self._tensorboard_dir, self._global_step
+        )
+        return self.test_metrics
 
     # ================================================================== inference
     def forward_pass_with_file_inputs(

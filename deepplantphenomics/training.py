@@ -700,6 +700,39 @@ def write_tensorboard_scalars(directory: str | Path, scalars: dict[str, float], 
         writer.close()
 
 
+def epochs_per_decay(batches_per_decay: int, images: int, batch_size: int, log: Callable[[str], None]) -> int:
+    """The epochs between learning-rate decays that come nearest ``batches_per_decay`` training batches
+    (``set_learning_rate_decay(..., batches_per_decay=n)``; the schedule steps once per epoch), at least 1."""
+    batches_per_epoch = math.ceil(images / batch_size)
+    epochs = max(1, round(batches_per_decay / batches_per_epoch))
+    log(
+        f"Learning rate decay every {batches_per_decay} batches: every {epochs} epoch(s) of "
+        f"{batches_per_epoch} batches (the learning rate changes once per epoch)"
+    )
+    return epochs
+
+
+def evaluate_test_split(
+    network: nn.Module,
+    test: InMemoryData,
+    settings: Settings,
+    device: torch.device,
+    tensorboard_dir: str | Path | None,
+    step: int,
+) -> dict[str, Any]:
+    """``compute_full_test_accuracy``: the test metrics, printed (rank 0) and added to TensorBoard at ``step``
+    (the training batches done) when a log folder is set."""
+    loss_fn = build_loss(settings.loss_function, settings.num_classes, settings.class_weights)
+    metrics = evaluate(network, test, settings, loss_fn, device)
+    if distributed.is_main():
+        print(report_test_metrics(metrics), flush=True)
+        if tensorboard_dir:
+            iou, dice = headline_scores(metrics)
+            scalars = {"test/loss": metrics["loss"], "test/iou": iou, "test/dice": dice}
+            write_tensorboard_scalars(tensorboard_dir, scalars, step)
+    return metrics
+
+
 def search_values(argument: str, limits: Any, current: float, steps: int, low_inclusive: bool) -> list[float]:
     """The grid points of one hyperparameter of ``begin_training_with_hyperparameter_search``.
 
