@@ -213,7 +213,9 @@ def network_probabilities(
     if settings.get("mode") == "tiled":
         return [_tiled_probabilities(network, image, settings) for image in images]
     sizes = working_sizes(height, width, settings)
-    return _views_probabilities(network, [_views(image, sizes) for image in images], (height, width), settings)
+    return _views_probabilities(
+        network, [_views(image, sizes) for image in images], (height, width), settings
+    )
 
 
 def _tiled_probabilities(network: nn.Module, image: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
