@@ -865,6 +865,7 @@ def evaluate(
     """
     from deepplantphenomics.data.dataset import pair_files
     from deepplantphenomics.metrics import binary_scores
+    from deepplantphenomics.report import PREDICTION_COLOUR, TRUTH_COLOUR
 
     ctx = click.get_current_context()
     if state_dir is not None and ctx.get_parameter_source("method") is not click.core.ParameterSource.DEFAULT:
@@ -894,6 +895,11 @@ def evaluate(
     what = {"model": state_dir} if state_dir is not None else {"method": method}
     settings = {**what, "images": images_dir, "masks": masks_dir}
     page = _new_report("dpp evaluate", settings, evaluation=True) if report else None
+    stems = dict(zip(truth_of, output_stems(list(truth_of))))
+    if page is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        names = [f"{stem}_overlay.png" for stem in stems.values()]
+        _claim_outputs(out_dir, [*names, "report.html"], "dpp evaluate")
 
     def handle(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
         truth, _ = read_binary_mask(truth_of[path])
@@ -905,14 +911,18 @@ def evaluate(
         scored = truth != IGNORE_INDEX  # 255 in a 0/1/255 mask: pixels the truth leaves out
         rows.append((path.name, binary_scores(mask[scored], truth[scored])))
         if page is not None:
-            page.add(path.name, image, mask, truth=truth == 1)
+            # The full-size overlay beside report.html, which the thumbnail opens.
+            overlay = _overlay(image, mask, color=PREDICTION_COLOUR)
+            name = f"{stems[path]}_overlay.png"
+            _save_png(out_dir / name, _overlay(overlay, truth == 1, color=TRUTH_COLOUR, alpha=0.0))
+            page.add(printable(path.name), image, mask, truth=truth == 1, link=_href(name))
 
     failed = _process([image for image, _ in pairs], batch_size, predict, handle, "evaluate")
     if rows:
         mean = {k: math.fsum(s[k] for _, s in rows) / len(rows) for k in SCORE_COLUMNS}
         table = rows + [(f"mean ({len(rows)} images)", mean)]
         click.echo(f"Scores of {label} on {len(rows)} image(s):")
-        click.echo(_format_table(table))
+        click.echo(printable(_format_table(table)))
         if csv_path is not None:
             csv_path.parent.mkdir(parents=True, exist_ok=True)
             with csv_path.open("w", newline="", encoding="utf-8") as handle_csv:
@@ -922,7 +932,6 @@ def evaluate(
                     writer.writerow([name, *(repr(scores[k]) for k in SCORE_COLUMNS)])
             click.echo(f"Table saved to '{csv_path}'.")
     if page is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
         _write_report(page, out_dir, [], failed)
     _finish(failed, [], len(pairs))
 
