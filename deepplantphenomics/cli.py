@@ -370,7 +370,9 @@ class _Writer:
     """Writes each photo's outputs on a thread of its own, so the next photos are read and segmented meanwhile.
 
     Jobs wait in a queue bounded by pixels (:data:`WRITE_QUEUE_PIXELS`; one job is always let in), so memory
-    stays bounded when writing is slower than segmenting. PNG encoding (zlib) and numpy release the GIL.
+    stays bounded when writing is slower than segmenting; :meth:`wait_for_room` lets the caller start on the
+    next photo only when the queue has room, so a photo bigger than the whole budget (50 MP) is segmented while
+    nothing is being written, and the two working sets never add up. PNG encoding (zlib) and numpy release the GIL.
     ``write`` reports a file's own failures itself; anything else it raises (a bug) stops the run, raised again
     in the caller's thread.
     """
@@ -395,6 +397,13 @@ class _Writer:
             self._jobs.append((job, pixels))
             self._pending += pixels
             self._condition.notify_all()
+
+    def wait_for_room(self) -> None:
+        """Wait until the photos queued or being written hold fewer pixels than the budget."""
+        with self._condition:
+            while self._pending >= self._budget and self._error is None:
+                self._condition.wait()
+            self._raise()
 
     def close(self) -> None:
         """Write what is queued, stop the thread, and raise what it failed with."""
@@ -707,7 +716,12 @@ class _SegmentRun:
         writer = _Writer(self.write)
         try:
             with _progress(len(files), "segment") as self.bar:
-                for result in tools.segment_images(files, batch_size, method, errors="return"):
+                results = tools.segment_images(files, batch_size, method, errors="return")
+                while True:
+                    writer.wait_for_room()  # before the next photos are read and segmented
+                    result = next(results, None)
+                    if result is None:
+                        break
                     if result.error is not None:
                         self.fail(result.path, result.error)
                         self.bar.update(1)

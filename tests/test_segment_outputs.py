@@ -310,3 +310,14 @@ def test_network_batches_by_pixels_not_photo_count(photos, monkeypatch):
     assert batches and max(batches) == 1
     for a, b in zip(default, alone):
         np.testing.assert_array_equal(a, b)
+
+
+def test_views_made_band_by_band_give_the_same_masks(tmp_path, monkeypatch):
+    # A photo above the card's largest view (0.35 MP), so every view is a resize; bands of 37 rows.
+    image, _ = generate_plant_image(600, 800, rng=3)
+    path = tmp_path / "photo.png"
+    Image.fromarray(image).save(path)
+    monkeypatch.setattr(tools, "_VIEW_BAND_PIXELS", 800 * 37)
+    (from_file,) = tools.segment_vegetation([path])
+    np.testing.assert_array_equal(from_file, tools.segment_image(image))  # whole-image float resize
+    assert 0.05 < from_file.mean() < 0.95
