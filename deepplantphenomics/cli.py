@@ -398,10 +398,11 @@ class _Writer:
             self._pending += pixels
             self._condition.notify_all()
 
-    def wait_for_room(self) -> None:
-        """Wait until the photos queued or being written hold fewer pixels than the budget."""
+    def wait_for_room(self, everything: bool = False) -> None:
+        """Wait until the photos queued or being written hold fewer pixels than the budget (``everything``:
+        until all is written)."""
         with self._condition:
-            while self._pending >= self._budget and self._error is None:
+            while self._jobs and (everything or self._pending >= self._budget) and self._error is None:
                 self._condition.wait()
             self._raise()
 
@@ -428,6 +429,7 @@ class _Writer:
                 job, pixels = self._jobs[0]
             try:
                 self._write(*job)
+                del job  # the photo is freed now, not when the next job arrives
             except BaseException as exc:  # a bug, not a bad file: handed to the main thread
                 with self._condition:
                     self._error = exc
@@ -705,7 +707,7 @@ class _SegmentRun:
 
     def run(self, files: list[Path], method: str, batch_size: int, csv_path: Path | None) -> list[Path]:
         """Segment and write ``files``; returns those that failed (each reported on its own line)."""
-        from deepplantphenomics import tools
+        from deepplantphenomics.runtime import mapped_allocations
 
         if not files:
             if csv_path is not None:
@@ -713,28 +715,37 @@ class _SegmentRun:
             return []
         _tool_predictor(method, batch_size)  # a broken install is one error for the run, not one per file
         self.log = _CsvLog(csv_path, SEGMENT_COLUMNS) if csv_path is not None else None
-        writer = _Writer(self.write)
-        try:
-            with _progress(len(files), "segment") as self.bar:
-                results = tools.segment_images(files, batch_size, method, errors="return")
-                while True:
-                    writer.wait_for_room()  # before the next photos are read and segmented
-                    result = next(results, None)
-                    if result is None:
-                        break
-                    if result.error is not None:
-                        self.fail(result.path, result.error)
-                        self.bar.update(1)
-                        continue
-                    pixels = result.mask.shape[0] * result.mask.shape[1]
-                    writer.put((result.path, result.image, result.mask), pixels)
-                    del result  # the writer holds the only reference now
+        # Photo-sized buffers of both threads (decoded photos, masks, cut-outs, overlays, Pillow's copies) go
+        # back to the system when freed instead of fragmenting the heap the network's tuning keeps.
+        with mapped_allocations():
+            writer = _Writer(self.write)
+            try:
+                self._segment(files, method, batch_size, writer)
                 writer.close()
-        finally:
-            writer.close()
-            if self.log is not None:
-                self.log.close()
+            finally:
+                writer.close()
+                if self.log is not None:
+                    self.log.close()
         return self.failed
+
+    def _segment(self, files: list[Path], method: str, batch_size: int, writer: _Writer) -> None:
+        from deepplantphenomics import tools
+
+        with _progress(len(files), "segment") as self.bar:
+            results = tools.segment_images(files, batch_size, method, errors="return")
+            while True:
+                writer.wait_for_room()  # before the next photos are read and segmented
+                result = next(results, None)
+                if result is None:
+                    break
+                if result.error is not None:
+                    self.fail(result.path, result.error)
+                    self.bar.update(1)
+                    continue
+                pixels = result.mask.shape[0] * result.mask.shape[1]
+                writer.put((result.path, result.image, result.mask), pixels)
+                del result  # the writer holds the only reference now
+            writer.wait_for_room(everything=True)  # all written while the bar is shown
 
     def write(self, path: Path, image: np.ndarray, plant: np.ndarray) -> None:
         """One photo's outputs (on the writer thread); a failure is reported and the run goes on."""

@@ -288,13 +288,17 @@ def _views_probabilities(
     views: Sequence[Sequence[torch.Tensor]],
     size: tuple[int, int],
     settings: dict[str, Any],
+    mapped: bool = False,
 ) -> list[torch.Tensor]:
     """Probabilities at full ``size`` of images given by their views (one list of views per image).
 
     Each view size is one network call for all the images; the logits are resized back and averaged one image
-    at a time, so only one image's full-size maps exist at once.
+    at a time, so only one image's full-size maps exist at once (``mapped``: in memory that goes back to the
+    system when freed, ``runtime.mapped_allocations``).
     """
-    from deepplantphenomics.runtime import prepare_input
+    import contextlib
+
+    from deepplantphenomics.runtime import mapped_allocations, prepare_input
 
     height, width = size
     device = next(network.parameters()).device
@@ -314,17 +318,26 @@ def _views_probabilities(
         small_logits.append(logits)
     out = []
     for i in range(len(views)):
-        total: torch.Tensor | None = None  # sum of the views' logits at full size, (1, 1, H, W)
-        for logits in small_logits:
-            one = logits[i : i + 1]
-            if tuple(one.shape[-2:]) != (height, width):
-                one = F.interpolate(one, size=(height, width), mode="bilinear", align_corners=False)
-            total = one if total is None else total.add_(one)
-        assert total is not None  # every image has at least one view
-        if count > 1:
-            total.div_(count)
-        out.append(torch.sigmoid_(total[0, 0]).contiguous())
+        with mapped_allocations() if mapped else contextlib.nullcontext():
+            out.append(_full_size(small_logits, i, count, (height, width)))
     return out
+
+
+def _full_size(
+    small_logits: Sequence[torch.Tensor], i: int, count: int, size: tuple[int, int]
+) -> torch.Tensor:
+    """Image ``i``'s probabilities at full size: its views' logits resized back, averaged, sigmoid."""
+    height, width = size
+    total: torch.Tensor | None = None  # sum of the views' logits at full size, (1, 1, H, W)
+    for logits in small_logits:
+        one = logits[i : i + 1]
+        if tuple(one.shape[-2:]) != (height, width):
+            one = F.interpolate(one, size=(height, width), mode="bilinear", align_corners=False)
+        total = one if total is None else total.add_(one)
+    assert total is not None  # every image has at least one view
+    if count > 1:
+        total.div_(count)
+    return torch.sigmoid_(total[0, 0]).contiguous()
 
 
 # Otsu's cut of a probability map is kept inside this band. On a map with two populations (plants and
@@ -512,28 +525,31 @@ def _segmentations(paths: list[Path], batch_size: int, method: str, errors: str)
         if not index:
             _network_results(chunk, method, errors)
         while chunk:
-            item = chunk.pop(0)  # yielded and forgotten here: the caller holds the only reference
-            yield _index_result(item, method, errors) if index else item
+            # Yielded and forgotten here (no local name keeps it): the caller holds the only reference.
+            yield _index_result(chunk.pop(0), method, errors) if index else chunk.pop(0)
 
 
 def _pixel_batches(paths: list[Path], batch_size: int, errors: str) -> Iterator[list[Segmentation]]:
     """Files read into batches of at most ``batch_size`` photos and ``NETWORK_BATCH_PIXELS`` pixels."""
+    from deepplantphenomics.runtime import mapped_allocations
+
     chunk: list[Segmentation] = []
     pixels = 0
     for path in paths:
         try:
-            image = read_image(path)
-            _as_rgb(image, "files")  # refused now (naming the file's shape), before any work on it
-            item = Segmentation(path, image, None)
+            with mapped_allocations():  # a photo-sized buffer goes back to the system when dropped
+                item = Segmentation(path, read_image(path), None)
+            _as_rgb(item.image, "files")  # refused now (naming the file's shape), before any work on it
         except _FILE_ERRORS as exc:
             if errors == "raise":
                 raise
-            item, image = Segmentation(path, None, None, exc), None
-        size = 0 if image is None else image.shape[0] * image.shape[1]
+            item = Segmentation(path, None, None, exc)
+        size = 0 if item.image is None else item.image.shape[0] * item.image.shape[1]
         if chunk and (len(chunk) >= batch_size or pixels + size > NETWORK_BATCH_PIXELS):
             yield chunk
             chunk, pixels = [], 0
         chunk.append(item)
+        item = None  # no reference of this frame keeps a photo alive once the caller is done with it
         pixels += size
     if chunk:
         yield chunk
@@ -577,6 +593,8 @@ def _network_results(chunk: list[Segmentation], method: str, errors: str) -> Non
 def _segment_same_size(
     network: nn.Module, settings: dict[str, Any], size: tuple[int, int], items: list[Segmentation]
 ) -> None:
+    from deepplantphenomics.runtime import mapped_allocations
+
     rule = settings["threshold"]
     if settings.get("mode") == "tiled":
         probabilities = [
@@ -584,11 +602,14 @@ def _segment_same_size(
         ]
     else:
         sizes = working_sizes(size[0], size[1], settings)
-        views = [_views_of_array(_as_rgb(item.image), sizes) for item in items]
-        probabilities = _views_probabilities(network, views, size, settings)
-    for item, probability in zip(items, probabilities):
-        values = probability.numpy()
-        item.mask = values > cut_probabilities(values, rule)
+        with mapped_allocations():  # photo-sized work buffers go back to the system when freed
+            views = [_views_of_array(_as_rgb(item.image), sizes) for item in items]
+        probabilities = _views_probabilities(network, views, size, settings, mapped=True)
+    for item in items:
+        values = probabilities.pop(0).numpy()
+        with mapped_allocations():
+            item.mask = values > cut_probabilities(values, rule)
+        del values
 
 
 def segment_vegetation(
