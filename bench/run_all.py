@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("train_throughput", "infer_throughput", "tiled_inference", "memory", "flops")
+SCRIPTS = ("train_throughput", "infer_throughput", "tiled_inference", "memory", "flops", "segment_speed")
 
 # Tiny sizes that keep every code path but finish in seconds; the figures mean nothing.
 QUICK_ARGS: dict[str, list[str]] = {
@@ -31,10 +31,14 @@ QUICK_ARGS: dict[str, list[str]] = {
         "seed/library_channels_last,seed/naive_channels_last,unet/library,unet/naive",
     ],
     "tiled_inference": "--rounds 1 --images 1 --height 72 --width 96 --tile 32".split(),
-    "memory": "--image-counts 8 --megapixels 0.005 --size 32 --infer-images 4 --source-size 48 64".split(),
+    "memory": (
+        "--image-counts 8 --megapixels 0.005 --size 32 --infer-images 4 --source-size 48 64 "
+        "--segment-megapixels 0.01 --segment-photos 2"
+    ).split(),
     "flops": (
         "--rounds 1 --size 32 --steps 2 --warmup 1 --matmul-size 128 --matmul-repeats 2 --source-size 48 64"
     ).split(),
+    "segment_speed": "--rounds 1 --photos 2 --method exg --height 48 --width 64".split(),
 }
 
 

@@ -66,6 +66,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--photos", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--method", default="network")
+    parser.add_argument("--height", type=int, default=SIZE[0])
+    parser.add_argument("--width", type=int, default=SIZE[1])
     parser.add_argument("--baseline", help="folder holding another copy of the deepplantphenomics package")
     parser.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, list[float]] = {case: [] for case in cases}
     out: dict = {"benchmark": "segment_speed", "unit": "seconds per photo", "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="dpp-bench-segment-") as tmp:
-        images_dir, _ = write_images(Path(tmp) / "data", args.photos, *SIZE, masks=False)
+        images_dir, _ = write_images(Path(tmp) / "data", args.photos, args.height, args.width, masks=False)
         for round_ in range(args.rounds):
             for case in cases:
                 env = {}
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     out.update({case: round(median(values), 3) for case, values in results.items()})
     out["spread"] = {case: spread(values) for case, values in results.items()}
     out["photos"] = args.photos
-    out["size"] = f"{SIZE[1]}x{SIZE[0]}"
+    out["size"] = f"{args.width}x{args.height}"
     out["load_1min_at_end"] = round(os.getloadavg()[0], 2)
     emit(out)
 
