@@ -707,25 +707,24 @@ class _SegmentRun:
 
     def run(self, files: list[Path], method: str, batch_size: int, csv_path: Path | None) -> list[Path]:
         """Segment and write ``files``; returns those that failed (each reported on its own line)."""
-        from deepplantphenomics.runtime import mapped_allocations
-
         if not files:
             if csv_path is not None:
                 _CsvLog(csv_path, SEGMENT_COLUMNS).close()
             return []
         _tool_predictor(method, batch_size)  # a broken install is one error for the run, not one per file
         self.log = _CsvLog(csv_path, SEGMENT_COLUMNS) if csv_path is not None else None
-        # Photo-sized buffers of both threads (decoded photos, masks, cut-outs, overlays, Pillow's copies) go
-        # back to the system when freed instead of fragmenting the heap the network's tuning keeps.
-        with mapped_allocations():
-            writer = _Writer(self.write)
-            try:
-                self._segment(files, method, batch_size, writer)
-                writer.close()
-            finally:
-                writer.close()
-                if self.log is not None:
-                    self.log.close()
+        # Not under runtime.mapped_allocations as a whole: the network's buffers must stay in the tuned heap
+        # (mapped afresh for every call they cost 4x the network's time). The tool maps the photo-sized buffers
+        # of its own steps; the writer's photo-sized ones (over 64 MiB at 50 MP) are mapped by glibc anyway in
+        # a thread's arena, and those of small photos are small.
+        writer = _Writer(self.write)
+        try:
+            self._segment(files, method, batch_size, writer)
+            writer.close()
+        finally:
+            writer.close()
+            if self.log is not None:
+                self.log.close()
         return self.failed
 
     def _segment(self, files: list[Path], method: str, batch_size: int, writer: _Writer) -> None:
