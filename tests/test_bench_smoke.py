@@ -96,7 +96,7 @@ def test_segment_speed() -> None:
     out = run_quick("segment_speed")
     assert out["benchmark"] == "segment_speed" and out["size"] == "64x48"
     for case in ("tool", "cli_default", "cli_mask_csv"):
-        assert positive(out[case])
+        assert isinstance(out[case], float) and out[case] >= 0  # tiny photos: may round to 0.0
 
 
 def test_memory_runs_only_the_cases_asked_for() -> None:
