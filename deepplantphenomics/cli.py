@@ -659,7 +659,12 @@ def segment(
     names += [RESULTS_CSV] if "csv" in outputs or sharded else []
     names += [f".{RESULTS_CSV}.rank{r}" for r in range(distributed.world_size())] if sharded else []
     names += ["report.html"] if report else []
-    _claim_outputs(out_dir, names, "dpp segment", write=distributed.is_main())
+    # Every rank checks before any writes (the same answer everywhere), then the main rank lists the names.
+    _claim_outputs(out_dir, names, "dpp segment", write=False)
+    if sharded:
+        distributed.barrier()
+    if distributed.is_main():
+        _claim_outputs(out_dir, names, "dpp segment")
     all_files, files = files, distributed.shard(files)
     settings = {
         "method": method,
