@@ -16,7 +16,16 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("train_throughput", "infer_throughput", "tiled_inference", "memory", "flops", "segment_speed")
+SCRIPTS = (
+    "train_throughput",
+    "infer_throughput",
+    "tiled_inference",
+    "memory",
+    "flops",
+    "end_to_end",
+    "bf16_accuracy",
+    "segment_speed",
+)
 
 # Tiny sizes that keep every code path but finish in seconds; the figures mean nothing.
 QUICK_ARGS: dict[str, list[str]] = {
@@ -30,6 +39,8 @@ QUICK_ARGS: dict[str, list[str]] = {
         "--cases",
         "seed/library_channels_last,seed/naive_channels_last,unet/library,unet/naive",
     ],
+    "end_to_end": "--rounds 1 --epochs 1 --images 4 --size 32 --source-size 48 64".split(),
+    "bf16_accuracy": "--epochs 1 --train-images 4 --unseen-images 1 --size 32".split(),
     "tiled_inference": "--rounds 1 --images 1 --height 72 --width 96 --tile 32".split(),
     "memory": (
         "--image-counts 8 --megapixels 0.005 --size 32 --infer-images 4 --source-size 48 64 "

@@ -34,6 +34,7 @@ from deepplantphenomics.data.io import (
     read_binary_mask,
     read_image,
 )
+from deepplantphenomics.indices import INDEX_METHODS
 from deepplantphenomics.inference import chunked
 from deepplantphenomics.postprocess import apply_mask, overlay_mask, to_uint8_rgb
 from deepplantphenomics.tools import METHODS
@@ -56,7 +57,7 @@ SEGMENT_OUTPUTS = ("mask", "cutout", "overlay", "csv")
 WRITE_QUEUE_PIXELS = 10_000_000
 # Rows drawn at once in an overlay: its float work arrays stay a few MiB for a 50 MP photo.
 OVERLAY_BAND_PIXELS = 1 << 20
-SEGMENT_COLUMNS = ("file", "width", "height", "plant_pixels", "plant_fraction")
+SEGMENT_COLUMNS = ("file", "width", "height", "plant_pixels", "plant_fraction", "quality")
 SCORE_COLUMNS = ("dice", "iou", "precision", "recall")
 # Colours for classes 1, 2, ... in multi-class overlays (class 0 is background and left untinted).
 CLASS_COLOURS = (
@@ -500,9 +501,20 @@ def _tool_predictor(method: str, batch_size: int) -> Callable[[list[Path]], Sequ
     tools.segment_image(np.full((64, 64, 3), 128, dtype=np.uint8), method=method)
 
     def predict(files: list[Path]) -> Sequence[np.ndarray]:
-        return tools.segment_vegetation(files, batch_size=batch_size, method=method)
+        # The quality column is written per file from the image already read (segment_quality).
+        return tools.segment_vegetation(files, batch_size=batch_size, method=method, check_quality=False)
 
     return predict
+
+
+def segment_quality(method: str, image: np.ndarray, mask: np.ndarray) -> str:
+    """The ``quality`` cell of dpp segment's CSV for one photo: 'ok', the flags joined by ';'
+    (``tools.quality_flags``, docs/vegetation.md), or '' for the colour-index methods (not checked)."""
+    from deepplantphenomics import mask_quality, tools
+
+    if method in INDEX_METHODS:
+        return ""
+    return mask_quality.quality_label(tools.quality_flags(image, mask))
 
 
 def _load_trained(state_dir: Path) -> tuple[SemanticSegmentationModel, Settings]:
@@ -673,7 +685,8 @@ def segment(
         "batch size": batch_size,
         "outputs": ", ".join(outputs),
     }
-    run = _SegmentRun(out_dir, stems, outputs, _new_report("dpp segment", settings) if report else None)
+    page = _new_report("dpp segment", settings) if report else None
+    run = _SegmentRun(out_dir, stems, outputs, page, method)
     csv_path = out_dir / (f".{RESULTS_CSV}.rank{distributed.rank()}" if sharded else RESULTS_CSV)
     failed = run.run(files, method, batch_size, csv_path if "csv" in outputs or sharded else None)
     done, page = run.done, run.page
@@ -698,9 +711,14 @@ class _SegmentRun:
     """``dpp segment``'s work on this process's files: segmentation here, writing on a :class:`_Writer`."""
 
     def __init__(
-        self, out_dir: Path, stems: dict[Path, str], outputs: Sequence[str], page: ResultsReport | None
+        self,
+        out_dir: Path,
+        stems: dict[Path, str],
+        outputs: Sequence[str],
+        page: ResultsReport | None,
+        method: str,
     ):
-        self.out_dir, self.stems, self.outputs, self.page = out_dir, stems, outputs, page
+        self.out_dir, self.stems, self.outputs, self.page, self.method = out_dir, stems, outputs, page, method
         self.done = 0
         self.failed: list[Path] = []
         self.log: _CsvLog | None = None
@@ -765,7 +783,10 @@ class _SegmentRun:
             height, width = plant.shape
             pixels = int(np.count_nonzero(plant))
             if self.log is not None:
-                self.log.write([printable(path), width, height, pixels, repr(pixels / (width * height))])
+                quality = segment_quality(self.method, image, plant)
+                self.log.write(
+                    [printable(path), width, height, pixels, repr(pixels / (width * height)), quality]
+                )
             if self.page is not None:
                 link = _href(f"{stem}_overlay.png") if "overlay" in self.outputs else None
                 self.page.add(printable(path), image, plant, link=link)

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepplantphenomics.layers import GENERIC_CONFIG_TYPE, config_layer_types
 from deepplantphenomics.model import SemanticSegmentationModel
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "SECTIONS",
     "SETTING_KEYS",
     "TrainingConfig",
+    "layer_types",
     "load_config",
 ]
 
@@ -107,20 +109,18 @@ DATA_KEYS = ("images", "masks", "mask_suffix")
 REQUIRED_DATA_KEYS = ("images", "masks")
 NETWORK_KEYS = ("predefined", "layers")
 
-# [network] layers: `type` -> the builder method; the layer's other keys are that method's arguments.
-LAYER_TYPES: dict[str, str] = {
-    "input": "add_input_layer",
-    "convolutional": "add_convolutional_layer",
-    "pooling": "add_pooling_layer",
-    "upsampling": "add_upsampling_layer",
-    "batch_norm": "add_batch_norm_layer",
-    "dropout": "add_dropout_layer",
-    "normalization": "add_normalization_layer",
-    "skip_connection": "add_skip_connection",
-    "copy_connection": "add_copy_connection",
-    "paral_conv_block": "add_paral_conv_block",
-    "output": "add_output_layer",
-}
+
+# [network] layers: `type` -> the builder method; the layer's other keys are that method's arguments. The types
+# come from the layer kinds' records (layers.LayerKind.config_type); this is the built-in set, and a kind
+# registered later adds its own type (see `layer_types`). `type = "layer"` is add_layer(kind, ...) for any kind.
+def layer_types() -> dict[str, str]:
+    """Every layer ``type`` a config accepts now -> the facade method it calls (registered kinds included)."""
+    types = {name: method for name, (method, _) in config_layer_types().items()}
+    types[GENERIC_CONFIG_TYPE] = "add_layer"
+    return types
+
+
+LAYER_TYPES: dict[str, str] = layer_types()
 
 
 def _unknown(what: str, name: str, allowed: tuple[str, ...], where: str, scope: str) -> ValueError:
@@ -222,6 +222,76 @@ def _call(target: Any, method_name: str, value: Any, key: str, source: str) -> N
         raise type(exc)(f"`{key}` in config {source}: {exc}") from None
 
 
+def _sections(mapping: Any, where: str) -> dict[str, dict[str, Any]]:
+    """The config's sections as dicts, after checking every section and key name (unknown ones are named)."""
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"Config {where} must be a mapping of sections, received {type(mapping).__name__}.")
+    allowed_keys: dict[str, tuple[str, ...]] = {
+        "model": CONSTRUCTOR_KEYS,
+        "settings": tuple(SETTING_KEYS),
+        "data": DATA_KEYS,
+        "network": NETWORK_KEYS,
+    }
+    sections: dict[str, dict[str, Any]] = {}
+    for name, section in mapping.items():
+        if name not in SECTIONS:
+            raise _unknown("section", str(name), SECTIONS, where, "sections")
+        if not isinstance(section, Mapping):
+            raise TypeError(
+                f"Section `{name}` in config {where} must be a table of keys, received {section!r}."
+            )
+        for key in section:
+            if key not in allowed_keys[name]:
+                raise _unknown("key", f"{name}.{key}", allowed_keys[name], where, f"keys in [{name}]")
+        sections[name] = dict(section)
+    return sections
+
+
+def _resolve(key: str, value: Any, base: Path, where: str) -> Path:
+    """``value`` as a path, relative ones against ``base`` (the config's folder)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"Invalid value for `{key}` in config {where}: expected a path, received {value!r}.")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _check_network(network: dict[str, Any], where: str) -> None:
+    """Exactly one of ``predefined`` and ``layers``; each layer a table with a known ``type``."""
+    if ("predefined" in network) == ("layers" in network):
+        raise ValueError(
+            f'Config {where} needs exactly one of `network.predefined` (e.g. "u-net") and `network.layers` '
+            f"(a list of layers)."
+        )
+    layers = network.get("layers")
+    if layers is None:
+        return
+    if not isinstance(layers, list) or not layers:
+        raise TypeError(
+            f"Invalid value for `network.layers` in config {where}: expected a list of layer tables, "
+            f"received {layers!r}."
+        )
+    types = layer_types()
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, Mapping) or "type" not in layer:
+            raise ValueError(
+                f"Layer {index} of `network.layers` in config {where} needs a `type` "
+                f"({', '.join(types)}), received {layer!r}."
+            )
+        if layer["type"] not in types:
+            raise _unknown(f"layer type (layer {index})", str(layer["type"]), tuple(types), where, "types")
+
+
+def _layer_call(layer: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The facade method and keyword arguments that declare one ``[network] layers`` entry."""
+    arguments = {k: v for k, v in layer.items() if k != "type"}
+    if layer["type"] == GENERIC_CONFIG_TYPE:
+        return "add_layer", arguments
+    method, kind = config_layer_types()[layer["type"]]
+    if method == "add_layer":  # a registered kind's own type: add_layer(kind, ...)
+        arguments = {"kind": kind, **arguments}
+    return method, arguments
+
+
 @dataclass
 class TrainingConfig:
     """A validated training config: which model, settings, data and network, and where paths start from.
@@ -282,75 +352,19 @@ class TrainingConfig:
         """
         where = f"'{source}'" if source is not None else "(mapping)"
         base = Path(base_dir)
-        if not isinstance(mapping, Mapping):
-            raise TypeError(
-                f"Config {where} must be a mapping of sections, received {type(mapping).__name__}."
-            )
-        sections: dict[str, dict[str, Any]] = {}
-        for name, section in mapping.items():
-            if name not in SECTIONS:
-                raise _unknown("section", str(name), SECTIONS, where, "sections")
-            if not isinstance(section, Mapping):
-                raise TypeError(
-                    f"Section `{name}` in config {where} must be a table of keys, received {section!r}."
-                )
-            sections[name] = dict(section)
-
-        allowed_keys: dict[str, tuple[str, ...]] = {
-            "model": CONSTRUCTOR_KEYS,
-            "settings": tuple(SETTING_KEYS),
-            "data": DATA_KEYS,
-            "network": NETWORK_KEYS,
-        }
-        for name, section in sections.items():
-            for key in section:
-                if key not in allowed_keys[name]:
-                    raise _unknown("key", f"{name}.{key}", allowed_keys[name], where, f"keys in [{name}]")
-
-        def resolve(key: str, value: Any) -> Path:
-            if not isinstance(value, (str, os.PathLike)):
-                raise TypeError(
-                    f"Invalid value for `{key}` in config {where}: expected a path, received {value!r}."
-                )
-            path = Path(value).expanduser()
-            return path if path.is_absolute() else base / path
-
+        sections = _sections(mapping, where)
         model = sections.get("model", {})
         for key in _PATH_KEYS:
             # load_from_saved = false is the constructor's own "no" value, not a path.
             if key in model and model[key] is not None and model[key] is not False:
-                model[key] = resolve(f"model.{key}", model[key])
-
+                model[key] = _resolve(f"model.{key}", model[key], base, where)
         data = sections.get("data", {})
         for key in REQUIRED_DATA_KEYS:
             if key not in data:
                 raise ValueError(f"Config {where} needs `data.{key}` (the folder of training {key}).")
-            data[key] = resolve(f"data.{key}", data[key])
-
+            data[key] = _resolve(f"data.{key}", data[key], base, where)
         network = sections.get("network", {})
-        if ("predefined" in network) == ("layers" in network):
-            raise ValueError(
-                f'Config {where} needs exactly one of `network.predefined` (e.g. "u-net") and `network.layers` '
-                f"(a list of layers)."
-            )
-        layers = network.get("layers")
-        if layers is not None:
-            if not isinstance(layers, list) or not layers:
-                raise TypeError(
-                    f"Invalid value for `network.layers` in config {where}: expected a list of layer tables, "
-                    f"received {layers!r}."
-                )
-            for index, layer in enumerate(layers):
-                if not isinstance(layer, Mapping) or "type" not in layer:
-                    raise ValueError(
-                        f"Layer {index} of `network.layers` in config {where} needs a `type` "
-                        f"({', '.join(LAYER_TYPES)}), received {layer!r}."
-                    )
-                if layer["type"] not in LAYER_TYPES:
-                    raise _unknown(
-                        f"layer type (layer {index})", str(layer["type"]), tuple(LAYER_TYPES), where, "types"
-                    )
-
+        _check_network(network, where)
         return cls(
             model=model,
             settings=sections.get("settings", {}),
@@ -392,8 +406,8 @@ class TrainingConfig:
             _call(model, "use_predefined_model", self.network["predefined"], "network.predefined", where)
         else:
             for index, layer in enumerate(self.network["layers"]):
-                arguments = {k: v for k, v in layer.items() if k != "type"}
-                _call(model, LAYER_TYPES[layer["type"]], arguments, f"network.layers[{index}]", where)
+                method, arguments = _layer_call(layer)
+                _call(model, method, arguments, f"network.layers[{index}]", where)
         return model
 
     def train(self, resume: bool = False) -> SemanticSegmentationModel:

@@ -29,6 +29,7 @@ from torch import nn
 
 from deepplantphenomics._version import __version__
 from deepplantphenomics.data.dataset import NORMALIZATIONS
+from deepplantphenomics.layers import layer_kind
 from deepplantphenomics.settings import Settings
 from deepplantphenomics.state import atomic_write_bytes
 
@@ -91,11 +92,9 @@ def size_multiple(specs: list[dict[str, Any]]) -> int:
     """
     factor = 1
     for spec in specs:
-        kind = spec["kind"]
-        # A downsampled skip connection's 1x1 projection pads nothing and runs beside a strided layer
-        # already counted, so it adds nothing here.
-        if kind in ("conv", "pool"):
-            factor *= int(spec.get("stride_length", 1))
+        # Each kind's record gives its stride (layers.LayerKind.stride). A downsampled skip connection's 1x1
+        # projection pads nothing and runs beside a strided layer already counted, so it adds nothing here.
+        factor *= layer_kind(spec["kind"]).stride(spec)
     return factor
 
 
@@ -158,6 +157,30 @@ def export_onnx(
         TypeError: ``path`` is not a path, or ``probabilities`` not a bool.
         ValueError: ``opset`` is not an int in 11..25.
     """
+    _check_arguments(path, probabilities, opset)
+    onnx = _import_onnx()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    # A plain CPU copy: training may have moved the network to a GPU or to channels-last memory.
+    net = copy.deepcopy(network).to("cpu", memory_format=torch.contiguous_format).float().eval()
+    wrapper = ExportWrapper(net, settings.input_normalization, probabilities).eval()
+    multiple = size_multiple(specs)
+    channels = settings.image_depth or 3
+    output_name = OUTPUT_NAME if probabilities else LOGITS_NAME
+    proto = onnx.load_model_from_string(_trace(wrapper, channels, multiple, output_name, opset))
+    props = _metadata(settings, channels, multiple, output_name, probabilities)
+    props.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    return atomic_write_bytes(path, proto.SerializeToString())
+
+
+def _check_arguments(path: Any, probabilities: Any, opset: Any) -> None:
+    """Raise TypeError / ValueError for ``export_onnx`` arguments of the wrong type or out of range."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"Invalid value for argument `path`: expected a file path, received {path!r}.")
     if not isinstance(probabilities, bool):
@@ -168,19 +191,13 @@ def export_onnx(
         raise ValueError(
             f"Invalid value for argument `opset`: expected an int in 11..25, received {opset!r}."
         )
-    onnx = _import_onnx()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
 
-    # A plain CPU copy: training may have moved the network to a GPU or to channels-last memory.
-    net = copy.deepcopy(network).to("cpu", memory_format=torch.contiguous_format).float().eval()
-    wrapper = ExportWrapper(net, settings.input_normalization, probabilities).eval()
-    multiple = size_multiple(specs)
-    channels = settings.image_depth or 3
+
+def _trace(wrapper: ExportWrapper, channels: int, multiple: int, output_name: str, opset: int) -> bytes:
+    """The ONNX bytes of ``wrapper``, traced on one small example, batch/height/width dynamic."""
     # An example whose every strided layer sees an even size (see size_multiple); small, so tracing is quick.
     side = multiple * max(1, math.ceil(32 / multiple))
     example = torch.rand(1, channels, side, side, generator=torch.Generator().manual_seed(0))
-    output_name = OUTPUT_NAME if probabilities else LOGITS_NAME
     dynamic = {0: "batch", 2: "height", 3: "width"}
     buffer = io.BytesIO()
     with _quiet_tracing(), torch.no_grad():
@@ -196,25 +213,29 @@ def export_onnx(
             do_constant_folding=True,
             training=torch.onnx.TrainingMode.EVAL,
         )
-    proto = onnx.load_model_from_string(buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _metadata(
+    settings: Settings, channels: int, multiple: int, output_name: str, probabilities: bool
+) -> dict[str, str]:
+    """The ``metadata_props`` that say what the graph expects and returns (a deployed file documents itself)."""
     binary = settings.num_classes == 2
-    props = {
+    if probabilities:
+        meaning = "sigmoid foreground probability" if binary else "softmax class probabilities"
+    else:
+        meaning = "one foreground logit (apply sigmoid)" if binary else "class logits (apply softmax)"
+    normalization = settings.input_normalization
+    return {
         "producer": "deepplantphenomics",
         "library_version": __version__,
         "input": (
             f"{INPUT_NAME}: float32 (N, {channels}, H, W), pixel values in [0, 1] "
             "(8-bit / 255, 16-bit / 65535), RGB channel order for colour images"
         ),
-        "input_normalization": settings.input_normalization
-        + (" (applied inside the graph)" if settings.input_normalization != "none" else ""),
-        "output": (
-            f"{output_name}: float32 (N, {1 if binary else settings.num_classes}, H, W), "
-            + (
-                ("sigmoid foreground probability" if binary else "softmax class probabilities")
-                if probabilities
-                else ("one foreground logit (apply sigmoid)" if binary else "class logits (apply softmax)")
-            )
-        ),
+        "input_normalization": normalization
+        + (" (applied inside the graph)" if normalization != "none" else ""),
+        "output": f"{output_name}: float32 (N, {1 if binary else settings.num_classes}, H, W), {meaning}",
         "num_classes": str(settings.num_classes),
         "size_multiple": str(multiple),
         "training_image_size": json.dumps([settings.image_height, settings.image_width]),
@@ -224,11 +245,3 @@ def export_onnx(
             [settings.patch_height, settings.patch_width] if settings.patching else None
         ),
     }
-    props.update({str(k): str(v) for k, v in (metadata or {}).items()})
-    del proto.metadata_props[:]
-    for key, value in props.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(proto)
-    data = proto.SerializeToString()
-    return atomic_write_bytes(path, data)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from torch import nn
 
 from deepplantphenomics.data.dataset import (
     fit_to_network,
+    map_decoding,
     normalize,
     pixel_statistics,
     to_tensor_image,
@@ -24,14 +25,21 @@ from deepplantphenomics.data.dataset import (
 from deepplantphenomics.data.io import (
     IMAGE_EXTENSIONS,
     image_files,
+    image_size,
     match_depth,
     not_found,
     pixel_scale,
     read_image,
     read_image_into,
 )
-from deepplantphenomics.data.patches import predict_tiled
-from deepplantphenomics.runtime import mapped_allocations, prepare_input, prepare_module, tune_allocator
+from deepplantphenomics.data.patches import predict_tiled, tile_starts
+from deepplantphenomics.runtime import (
+    choose_layout,
+    mapped_allocations,
+    prepare_input,
+    prepare_module,
+    tune_allocator,
+)
 from deepplantphenomics.settings import Settings, check_bool
 
 
@@ -146,16 +154,19 @@ def predict_files(
     settings: Settings,
     device: torch.device,
     batch_size: int | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[np.ndarray]:
     """Class probabilities for each file as (H, W, K) float32 (K = 1 for binary).
 
-    H, W are the network size, or the file's own size when a patch size is set.
+    H, W are the network size, or the file's own size when a patch size is set. ``log`` gets the debug
+    log's lines (the memory layout chosen).
     """
     tune_allocator()
-    network = prepare_module(network, device).eval()
     depth = settings.image_depth
     size = (settings.image_height, settings.image_width)
     step = batch_size or max(settings.batch_size, 1)
+    choose_inference_layout(network.eval(), files, settings, device, step, log)
+    network = prepare_module(network, device).eval()
     outputs: list[np.ndarray] = []
     if settings.patching:
 
@@ -192,23 +203,44 @@ def predict_files(
             del raw, pixels
             outputs.append(result)
         return outputs
+
+    def load(path: Path) -> torch.Tensor:
+        image = load_image_tensor(path, depth)
+        return fit_to_network(image, *size, settings.resize_images, settings.crop_or_pad_images, str(path))
+
     for group in chunked(files, step):
-        batch = torch.stack(
-            [
-                fit_to_network(
-                    load_image_tensor(path, depth),
-                    *size,
-                    settings.resize_images,
-                    settings.crop_or_pad_images,
-                    str(path),
-                )
-                for path in group
-            ]
-        )
+        batch = torch.stack(map_decoding(load, group))
         batch = prepare_input(normalize(batch, settings.input_normalization), device)
         probs = class_probabilities(network, batch)
         outputs.extend(as_numpy(p) for p in probs)
     return outputs
+
+
+def choose_inference_layout(
+    network: nn.Module,
+    files: list[Path],
+    settings: Settings,
+    device: torch.device,
+    batch_size: int,
+    log: Callable[[str], None] | None = None,
+) -> None:
+    """Pick the network's memory layout for a prediction run (``runtime.choose_layout``): a run of many
+    batches measures it once per machine and shape; a short one uses the cached decision, else NCHW."""
+    if settings.patching:
+        shape = (settings.patch_height, settings.patch_width)
+        try:  # tiles of the first file, as a guide to the run's length (a header read)
+            height, width = image_size(files[0])
+        except (OSError, ValueError):  # ImageReadError is a ValueError; the decode reports it
+            height, width = shape
+        rows = tile_starts(height, shape[0], shape[0] // 4)
+        tiles = len(rows) * len(tile_starts(width, shape[1], shape[1] // 4))
+        batches, count = len(files) * math.ceil(tiles / batch_size), batch_size
+    else:
+        shape = (settings.image_height, settings.image_width)
+        batches, count = math.ceil(len(files) / batch_size), min(batch_size, len(files))
+    # A private generator: the caller's random streams are left alone.
+    sample = torch.rand((count, settings.image_depth, *shape), generator=torch.Generator().manual_seed(0))
+    choose_layout(network, sample, device, training=False, planned_steps=batches, log=log)
 
 
 def as_numpy(probabilities: torch.Tensor) -> np.ndarray:

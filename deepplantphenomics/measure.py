@@ -334,12 +334,17 @@ def _colour_stats(rgb: np.ndarray, labels: np.ndarray, n: int) -> dict[str, np.n
 
 
 def _record(
-    region: Any, colour: dict[str, np.ndarray], fragments: int, scale: float | None
+    region: Any,
+    colour: dict[str, np.ndarray],
+    shape: dict[str, np.ndarray],
+    fragments: int,
+    scale: float | None,
 ) -> dict[str, Any]:
-    """The figures of one plant (a regionprops region); lengths in pixels, plus mm when ``scale`` is set."""
+    """The figures of one plant (a regionprops region, its label's :func:`_ellipse_figures` in ``shape``);
+    lengths in pixels, plus mm when ``scale`` is set."""
     top, left, bottom, right = region.bbox
-    cy, cx = region.centroid
     k = region.label - 1
+    cy, cx = shape["centroid_y"][k], shape["centroid_x"][k]
     record: dict[str, Any] = dict.fromkeys(PLANT_COLUMNS)
     record.update(
         fragments=fragments,
@@ -353,12 +358,12 @@ def _record(
         perimeter_px=float(region.perimeter),
         convex_area_px=int(region.area_convex),
         solidity=float(region.solidity),
-        major_axis_px=float(region.axis_major_length),
-        minor_axis_px=float(region.axis_minor_length),
-        eccentricity=float(region.eccentricity),
+        major_axis_px=float(shape["major"][k]),
+        minor_axis_px=float(shape["minor"][k]),
+        eccentricity=float(shape["eccentricity"][k]),
         # regionprops: angle between the row axis and the major axis; here from the x axis, counter-clockwise
         # as seen in the photo (y grows downwards), in (-90, 90].
-        orientation_deg=float(_orientation_from_x(region.orientation)),
+        orientation_deg=float(_orientation_from_x(shape["orientation"][k])),
         **{key: float(values[k]) for key, values in colour.items()},
     )
     if scale is not None:
@@ -368,6 +373,42 @@ def _record(
         for name in _AREAS:
             record[f"{name}_mm2"] = record[f"{name}_px"] * scale * scale
     return record
+
+
+def _ellipse_figures(labels: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Per label 1..n: centroid, the ellipse's axes, eccentricity and orientation (radians from the row axis).
+
+    The same definitions as ``regionprops`` (axes 4 * sqrt of the inertia tensor's eigenvalues, its
+    ``orientation`` formula; tests compare the two), from second moments summed for all labels in one pass
+    with ``np.bincount``: ``regionprops`` computes third-order moments over each plant's bounding box, which
+    took a quarter of the measuring time on a 1296x966 field photo.
+    """
+    rows, cols = np.nonzero(labels)
+    which = labels[rows, cols]
+    count = np.maximum(np.bincount(which, minlength=n + 1)[1:], 1).astype(np.float64)
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return np.bincount(which, weights=values, minlength=n + 1)[1:] / count
+
+    cy, cx = mean(rows), mean(cols)
+    dy, dx = rows - cy[which - 1], cols - cx[which - 1]
+    # regionprops' inertia tensor is [[a, b], [b, c]]: a the column variance, c the row variance, b = -covariance.
+    a, b, c = mean(dx * dx), -mean(dx * dy), mean(dy * dy)
+    spread = np.sqrt(((a - c) / 2.0) ** 2 + b * b)
+    large = np.maximum((a + c) / 2.0 + spread, 0.0)
+    small = np.maximum((a + c) / 2.0 - spread, 0.0)
+    eccentricity = np.sqrt(1.0 - np.divide(small, large, out=np.ones_like(large), where=large > 0))
+    orientation = np.where(
+        a - c == 0, np.where(b < 0, math.pi / 4, -math.pi / 4), 0.5 * np.arctan2(-2.0 * b, c - a)
+    )
+    return {
+        "centroid_y": cy,
+        "centroid_x": cx,
+        "major": 4.0 * np.sqrt(large),
+        "minor": 4.0 * np.sqrt(small),
+        "eccentricity": np.where(large > 0, eccentricity, 0.0),
+        "orientation": orientation,
+    }
 
 
 def _orientation_from_x(orientation: float) -> float:
@@ -470,7 +511,8 @@ def measure_plants(
     # Fragments per plant: distinct (plant, connected region) pairs, as one int64 key per pixel.
     pairs = np.unique(labels[fg].astype(np.int64) * (int(components.max()) + 1) + components[fg])
     fragments = np.bincount(pairs // (int(components.max()) + 1), minlength=len(regions) + 1)
-    records = [_record(r, colour, int(fragments[r.label]), scale) for r in regions]
+    shape = _ellipse_figures(labels, len(regions))
+    records = [_record(r, colour, shape, int(fragments[r.label]), scale) for r in regions]
     plants_list, order = _named(records, regions, groups, grid, scale)
     return Measurement(plants_list, order[labels], specks, speck_pixels, grid)
 

@@ -24,6 +24,7 @@ import torch
 
 from deepplantphenomics import distributed, state
 from deepplantphenomics._version import __version__
+from deepplantphenomics.architectures import PREDEFINED, predefined_layer_specs
 from deepplantphenomics.data.dataset import (
     InMemoryData,
     LoadReport,
@@ -37,7 +38,7 @@ from deepplantphenomics.data.dataset import (
     stack,
 )
 from deepplantphenomics.inference import check_files, interpret, predict_files, stack_or_list
-from deepplantphenomics.layers import LAYER_NAMES
+from deepplantphenomics.layers import layer_kind, layer_name
 from deepplantphenomics.losses import build_loss, canonical_loss_name
 from deepplantphenomics.network import (
     SKIP_SEMANTICS_DPP,
@@ -48,7 +49,6 @@ from deepplantphenomics.network import (
 from deepplantphenomics.runtime import prepare_module
 from deepplantphenomics.settings import (
     Settings,
-    check_activation,
     check_setting,
 )
 from deepplantphenomics.training import (
@@ -63,7 +63,6 @@ from deepplantphenomics.training import (
 from deepplantphenomics.validation import (
     check_bool,
     check_choice,
-    check_dims,
     check_float,
     check_int,
     check_mask_threshold,
@@ -190,6 +189,17 @@ class SemanticSegmentationModel:
     def layer_specs(self) -> list[dict[str, Any]]:
         """Copies of the layer specs declared so far, input layer first (empty before ``add_input_layer``)."""
         return copy.deepcopy(self._builder.specs) if self._builder is not None else []
+
+    @property
+    def layer_shapes(self) -> list[tuple[int, int, int]]:
+        """(channels, height, width) after each declared layer, as ``debug=True`` prints them (the output layer's
+        channels are 1 for binary models, else the number of classes)."""
+        if self._builder is None:
+            return []
+        shapes = list(self._builder.shapes)
+        if self._builder.finished:
+            shapes[-1] = (self._out_channels(), *shapes[-1][1:])
+        return shapes
 
     def build_network(self) -> SegmentationNetwork:
         """The complete network: built on first use (with the saved weights when ``load_from_saved`` or
@@ -425,7 +435,7 @@ class SemanticSegmentationModel:
             self._builder.check_order(kind)
         elif kind != "input":
             raise RuntimeError(
-                f"Cannot add a {LAYER_NAMES[kind]} before the input layer: call add_input_layer() first."
+                f"Cannot add a {layer_name(kind)} before the input layer: call add_input_layer() first."
             )
 
     def _add(self, spec: dict[str, Any]) -> None:
@@ -439,14 +449,34 @@ class SemanticSegmentationModel:
         batch = self._settings.batch_size
         channels = self._out_channels() if spec["kind"] == "output" else shape[0]
         self._log(
-            f"Adding {LAYER_NAMES[spec['kind']]} {index}: output shape [{batch}, {shape[1]}, {shape[2]}, {channels}] "
+            f"Adding {layer_name(spec['kind'])} {index}: output shape [{batch}, {shape[1]}, {shape[2]}, {channels}] "
             "(batch, height, width, channels)"
             + ("; the first skip connection only marks the residual source" if marks_source else "")
         )
 
+    def add_layer(self, kind: str, **arguments: Any) -> None:
+        """Add a layer of any registered kind: a built-in one or one added with ``layers.register_layer_kind``.
+
+        DPP's ``add_*`` methods call this with their kind; a layer spec (``layer_specs``, ``architecture.json``)
+        is its own declaration, ``add_layer(**spec)``.
+
+        Args:
+            kind: the kind, e.g. 'conv', 'pool', or a registered one (``layers.layer_kinds()`` lists them).
+            **arguments: the kind's arguments (those of its ``LayerKind.build``).
+
+        Raises:
+            RuntimeError: before the input layer or after the output layer (checked before the arguments).
+            TypeError: an argument the kind does not take, a missing one, or one of the wrong type.
+            ValueError: an unknown kind, a value out of range, or a layer that does not fit the current shape.
+        """
+        record = layer_kind(kind)
+        self._check_order(kind)
+        in_shape = self._builder.current_shape if self._builder is not None else self._input_shape()
+        self._add(record.make_spec(in_shape, arguments))
+
     def add_input_layer(self) -> None:
         """The first layer: takes images of the size set by set_image_dimensions (or set_patch_size)."""
-        self._add({"kind": "input"})
+        self.add_layer("input")
 
     def add_convolutional_layer(
         self,
@@ -477,41 +507,22 @@ class SemanticSegmentationModel:
             TypeError: an argument of the wrong type, e.g. a float in ``filter_dimension``.
             ValueError: a value out of range.
         """
-        self._check_order("conv")
-        dims = check_dims("filter_dimension", filter_dimension, 4)
-        stride = check_int("stride_length", stride_length)
-        activation = check_activation("activation_function", activation_function)
-        if padding is not None and padding not in ("same", "valid"):
-            padding = check_int("padding", padding, minimum=0)
-        check_bool("batch_norm", batch_norm)
-        check_bool("use_bias", use_bias)
-        epsilon = check_float("epsilon", epsilon, 0.0, None)
-        decay = check_float("decay", decay, 0.0, 1.0)
-        if self._builder is not None:
-            dims[2] = self._builder.current_shape[0]
-        spec: dict[str, Any] = {
-            "kind": "conv",
-            "filter_dimension": dims,
-            "stride_length": stride,
-            "activation_function": activation,
-            "padding": padding,
-            "batch_norm": batch_norm,
-            "use_bias": use_bias,
-        }
-        if batch_norm:  # DPP ignores epsilon and decay without batch norm; so do the saved specs
-            spec.update(epsilon=epsilon, decay=decay)
-        self._add(spec)
+        self.add_layer(
+            "conv",
+            filter_dimension=filter_dimension,
+            stride_length=stride_length,
+            activation_function=activation_function,
+            padding=padding,
+            batch_norm=batch_norm,
+            use_bias=use_bias,
+            epsilon=epsilon,
+            decay=decay,
+        )
 
     def add_pooling_layer(self, kernel_size: int, stride_length: int, pooling_type: str = "max") -> None:
         """Max or average pooling with 'SAME' padding (output ceil(size / stride))."""
-        self._check_order("pool")
-        self._add(
-            {
-                "kind": "pool",
-                "kernel_size": check_int("kernel_size", kernel_size),
-                "stride_length": check_int("stride_length", stride_length),
-                "pooling_type": check_choice("pooling_type", pooling_type, ("max", "avg")),
-            }
+        self.add_layer(
+            "pool", kernel_size=kernel_size, stride_length=stride_length, pooling_type=pooling_type
         )
 
     def add_upsampling_layer(
@@ -534,33 +545,27 @@ class SemanticSegmentationModel:
             regularization_coefficient: None, or this layer's own L2 coefficient (float >= 0), which overrides
                 ``set_regularization_coefficient`` for its weights and bias (an optimizer parameter group).
         """
-        self._check_order("upsample")
-        spec: dict[str, Any] = {
-            "kind": "upsample",
-            "filter_size": check_int("filter_size", filter_size),
-            "num_filters": check_int("num_filters", num_filters),
-            "upscale_factor": check_int("upscale_factor", upscale_factor),
-            "activation_function": check_activation("activation_function", activation_function),
-            "use_bias": check_bool("use_bias", use_bias),
-        }
-        if regularization_coefficient is not None:
-            spec["regularization_coefficient"] = check_float(
-                "regularization_coefficient", regularization_coefficient, 0.0, None
-            )
-        self._add(spec)
+        self.add_layer(
+            "upsample",
+            filter_size=filter_size,
+            num_filters=num_filters,
+            upscale_factor=upscale_factor,
+            activation_function=activation_function,
+            use_bias=use_bias,
+            regularization_coefficient=regularization_coefficient,
+        )
 
     def add_batch_norm_layer(self) -> None:
         """Batch normalisation over channels (DPP's epsilon 1e-5 and moving-average decay 0.9)."""
-        self._add({"kind": "batchnorm", "epsilon": 1e-5, "decay": 0.9})
+        self.add_layer("batchnorm")
 
     def add_dropout_layer(self, p: float) -> None:
         """Dropout during training; ``p`` is the KEEP probability, as in DPP (off at inference)."""
-        self._check_order("dropout")
-        self._add({"kind": "dropout", "p": check_float("p", p, 0.0, 1.0, low_inclusive=False)})
+        self.add_layer("dropout", p=p)
 
     def add_normalization_layer(self) -> None:
         """Local response normalisation (TensorFlow's tf.nn.lrn defaults)."""
-        self._add({"kind": "lrn"})
+        self.add_layer("lrn")
 
     def add_skip_connection(self, downsampled: bool = False) -> None:
         """Residual connection, as in DPP: the first one marks the residual source, each later one adds it.
@@ -576,8 +581,7 @@ class SemanticSegmentationModel:
             ValueError: the residual's size does not match the current activation's (after the halving for
                 ``downsampled=True``).
         """
-        self._check_order("skip")
-        self._add({"kind": "skip", "downsampled": check_bool("downsampled", downsampled)})
+        self.add_layer("skip", downsampled=downsampled)
 
     def add_copy_connection(self, mode: str) -> None:
         """'save' remembers the current activation; 'load' concatenates the last saved one (U-Net)."""
@@ -585,7 +589,7 @@ class SemanticSegmentationModel:
             "copy_load" if isinstance(mode, str) and mode.strip().lower() == "load" else "copy_save"
         )
         mode = check_choice("mode", mode, ("save", "load"))
-        self._add({"kind": f"copy_{mode}"})
+        self.add_layer(f"copy_{mode}")
 
     def add_paral_conv_block(self, filter_dimension_1: list[int], filter_dimension_2: list[int]) -> None:
         """Two parallel 'SAME' convolutions (relu) of the same input, concatenated along channels.
@@ -595,12 +599,9 @@ class SemanticSegmentationModel:
             TypeError: a filter dimension that is not 4 ints (a list, tuple or 1-D numpy integer array).
             ValueError: a dimension < 1.
         """
-        self._check_order("paral_conv")
-        d1 = check_dims("filter_dimension_1", filter_dimension_1, 4)
-        d2 = check_dims("filter_dimension_2", filter_dimension_2, 4)
-        if self._builder is not None:
-            d1[2] = d2[2] = self._builder.current_shape[0]
-        self._add({"kind": "paral_conv", "filter_dimension_1": d1, "filter_dimension_2": d2})
+        self.add_layer(
+            "paral_conv", filter_dimension_1=filter_dimension_1, filter_dimension_2=filter_dimension_2
+        )
 
     def add_output_layer(
         self, regularization_coefficient: float | None = None, output_size: int | None = None
@@ -617,29 +618,20 @@ class SemanticSegmentationModel:
             RuntimeError: before the input layer or after the output layer (checked before the arguments).
             ValueError: ``output_size`` is not None.
         """
-        self._check_order("output")
-        if output_size is not None:
-            raise ValueError(
-                "Invalid value for argument `output_size`: expected None (the output channels follow "
-                f"set_num_segmentation_classes), received {output_size!r}."
-            )
-        spec: dict[str, Any] = {"kind": "output"}
-        if regularization_coefficient is not None:
-            spec["regularization_coefficient"] = check_float(
-                "regularization_coefficient", regularization_coefficient, 0.0, None
-            )
-        self._add(spec)
+        self.add_layer(
+            "output", regularization_coefficient=regularization_coefficient, output_size=output_size
+        )
 
     def use_predefined_model(self, model_name: str) -> None:
         """Declare a predefined architecture: 'u-net' or 'fcn-18' (case-insensitive)."""
-        from deepplantphenomics.architectures import PREDEFINED, declare
-
         name = check_choice("model_name", model_name, tuple(PREDEFINED))
         if self._builder is not None:
             raise RuntimeError(
                 "use_predefined_model() declares the whole network: call it instead of adding layers."
             )
-        declare(self, name)
+        # The specs are computed (and the size checked) before any layer is added: nothing is half-declared.
+        for spec in predefined_layer_specs(name, self._input_shape(), self._settings.patching):
+            self.add_layer(**spec)
 
     # ================================================================== data (API.md section 5)
     def load_dataset_from_directory_with_segmentation_masks(
@@ -862,34 +854,15 @@ class SemanticSegmentationModel:
         self._network = network
         return network
 
-    def _architecture(self) -> dict[str, Any]:
-        return {
-            "format_version": state.FORMAT_VERSION,
-            "library_version": __version__,
-            "skip_semantics": self._skip_semantics,
-            "layers": self._specs(),
-            "input_shape": list(self._input_shape()),
-            "out_channels": self._out_channels(),
-            "num_classes": self._settings.num_classes,
-            "preprocessing": {
-                "scale": "pixel / 255 (8-bit) or / 65535 (16-bit)",
-                "normalization": self._settings.input_normalization,
-                "image_size": [self._settings.image_height, self._settings.image_width],
-                "resize_images": self._settings.resize_images,
-                "crop_or_pad_images": self._settings.crop_or_pad_images,
-                "patch_size": [self._settings.patch_height, self._settings.patch_width]
-                if self._settings.patching
-                else None,
-            },
-        }
-
     def save_state(self, directory: str | os.PathLike | None = None) -> Path:
         """Write weights (safetensors), architecture and settings (JSON) to ``directory`` (default save_dir)."""
         directory = Path(directory) if directory is not None else self._save_dir
         network = self._build_network()
         state.save_state_files(
             directory,
-            self._architecture(),
+            state.architecture_record(
+                self._specs(), self._input_shape(), self._out_channels(), self._settings, self._skip_semantics
+            ),
             self._settings.to_dict(),
             network,
             {"format": "pt", "library": "deepplantphenomics"},
@@ -1094,7 +1067,7 @@ class SemanticSegmentationModel:
         if distributed.initialize() and self._device.type == "cpu":
             self._device = choose_device(self._settings)
         network = prepare_module(self._build_network(), self._device)
-        mine = predict_files(network, distributed.shard(files), self._settings, self._device)
+        mine = predict_files(network, distributed.shard(files), self._settings, self._device, log=self._log)
         return distributed.unshard(distributed.gather_objects(mine))
 
     def export_onnx(self, path: str | os.PathLike, probabilities: bool = True) -> Path:

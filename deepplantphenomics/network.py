@@ -1,5 +1,8 @@
 """Assembles layer specs into one ``nn.Module`` and tracks shapes while layers are added.
 
+A plain layer is whatever its ``layers.LayerKind`` record says (shape, module); this module wires the graph:
+the input and output layers and the skip and copy connections.
+
 The builder is the single place that knows the order rules (input first, output last, a 'load' needs a
 'save', a residual needs matching sizes), so the model facade and ``load_model`` share them.
 
@@ -19,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepplantphenomics.layers import LAYER_NAMES, SameConv2d, Shape, make_module, output_shape
+from deepplantphenomics.layers import SameConv2d, Shape, layer_kind, layer_name
 
 SKIP_SEMANTICS_DPP = "dpp"
 SKIP_SEMANTICS_LEGACY = "input-source"
@@ -50,7 +53,7 @@ def check_skip_semantics(value: Any) -> str:
 
 def layer_label(index: int, spec: dict[str, Any]) -> str:
     """Human name of a layer, e.g. 'layer 2 (convolutional layer)'."""
-    return f"layer {index} ({LAYER_NAMES.get(spec['kind'], spec['kind'])})"
+    return f"layer {index} ({layer_name(spec['kind'])})"
 
 
 class NetworkBuilder:
@@ -88,7 +91,7 @@ class NetworkBuilder:
         Raises:
             RuntimeError: after the output layer, before the input layer, or a second input layer.
         """
-        name = LAYER_NAMES.get(kind, kind)
+        name = layer_name(kind)
         if self.finished:
             raise RuntimeError(f"Cannot add a {name} after the output layer: the network is complete.")
         if kind == "input":
@@ -107,7 +110,8 @@ class NetworkBuilder:
                 sizes differ, a layer that shrinks the image to nothing).
         """
         kind = spec["kind"]
-        name = LAYER_NAMES.get(kind, kind)
+        record = layer_kind(kind)  # an unknown kind (an unregistered custom one) fails here, named
+        name = record.name
         self.check_order(kind)
         shape = self.current_shape
         if kind == "input":
@@ -139,7 +143,7 @@ class NetworkBuilder:
             # The network resizes its output to the input size (pooling not undone), so report that size.
             new = (shape[0], self.input_shape[1], self.input_shape[2])
         else:
-            new = output_shape(spec, shape)
+            new = record.output_shape(spec, shape)
         if new[1] < 1 or new[2] < 1:
             raise ValueError(f"The {name} shrinks the image to {new[1]}x{new[2]}; use a larger image size.")
         self.specs.append(spec)
@@ -212,7 +216,7 @@ class SegmentationNetwork(nn.Module):
             elif kind in ("skip", "copy_save", "copy_load"):
                 modules.append(nn.Identity())
             else:
-                modules.append(make_module(spec, before))
+                modules.append(layer_kind(kind).make_module(spec, before))
         if complete and not builder.finished:
             raise RuntimeError("The network has no output layer: call add_output_layer() last.")
         self.complete = builder.finished

@@ -173,6 +173,14 @@ class Settings:
     input_normalization: str = "per_image_standardization"
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # However a Settings is made (the model, from_dict, Settings(...) in a script), its values obey the
+        # setters' rules, made canonical as the setters make them (a loss name's spelling, an int as a float).
+        for name in SETTING_CHECKS:
+            setattr(self, name, check_setting(name, getattr(self, name)))
+        if not isinstance(self.extra, dict):
+            raise TypeError(f"Invalid value for argument `extra`: expected a dict, received {self.extra!r}.")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -180,23 +188,22 @@ class Settings:
     def from_dict(cls, data: dict[str, Any], source: str | os.PathLike | None = None) -> Settings:
         """Rebuild from ``to_dict`` output; unknown keys (from a newer version) are kept in ``extra``.
 
+        Every value is checked as its setter checks it (a hand-edited file is held to the same rules as a script).
+
         Args:
             data: the mapping, e.g. a saved ``settings.json``.
-            source: the file ``data`` came from. When given, every value is checked as its setter checks it, and
-                errors name the key and this file.
+            source: the file ``data`` came from, named in errors.
 
         Raises:
-            TypeError, ValueError: (with ``source``) ``data`` is not a mapping, or a value the setter would refuse.
+            TypeError, ValueError: ``data`` is not a mapping, or a value the setter would refuse (the message
+                names the key, and the file when ``source`` is given).
         """
-        if source is not None and not isinstance(data, dict):
-            raise TypeError(
-                f"Saved settings '{source}' hold {type(data).__name__}, not a JSON object of settings."
-            )
+        where = f"Saved settings '{source}'" if source is not None else "Settings"
+        if not isinstance(data, dict):
+            raise TypeError(f"{where} hold {type(data).__name__}, not a JSON object of settings.")
         names = {f.name for f in dataclasses.fields(cls)}
-        known = {k: v for k, v in data.items() if k in names}
+        known = {k: _checked_value(k, v, where, source) for k, v in data.items() if k in names}
         unknown = {k: v for k, v in data.items() if k not in names and k != ARCHITECTURE_DIGEST}
-        if source is not None:
-            known = {key: _checked_saved(key, value, source) for key, value in known.items()}
         settings = cls(**known)
         settings.extra.update(unknown)
         return settings
@@ -210,18 +217,18 @@ class Settings:
         return self.num_classes == 2
 
 
-def _checked_saved(key: str, value: Any, source: str | os.PathLike) -> Any:
-    """A value read from a saved settings file, checked by its setter's rule; errors name the key and file."""
+def _checked_value(key: str, value: Any, where: str, source: str | os.PathLike | None) -> Any:
+    """A value read from a settings mapping, checked by its setter's rule; errors name the key (and file)."""
     if key == "extra":
         if not isinstance(value, dict):
-            raise TypeError(
-                f"Saved settings '{source}': key `extra` must be a JSON object, received {value!r}."
-            )
+            raise TypeError(f"{where}: key `extra` must be a JSON object, received {value!r}.")
         return value
     try:
         return check_setting(key, value)
     except (TypeError, ValueError) as exc:
-        raise type(exc)(
-            f"Saved settings '{source}' are not valid: {exc} Correct the key `{key}` in that file "
-            "(or save the state again from the script that trained it)."
-        ) from None
+        fix = (
+            f"Correct the key `{key}` in that file (or save the state again from the script that trained it)."
+            if source is not None
+            else f"Correct the key `{key}`."
+        )
+        raise type(exc)(f"{where} are not valid: {exc} {fix}") from None

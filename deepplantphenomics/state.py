@@ -36,11 +36,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from deepplantphenomics._version import __version__
 from deepplantphenomics.layers import comparable_spec
 from deepplantphenomics.network import SKIP_SEMANTICS_LEGACY, check_skip_semantics, layer_label
 
 # The key tying model.safetensors (metadata) and settings.json to the architecture.json they were saved with.
-from deepplantphenomics.settings import ARCHITECTURE_DIGEST
+from deepplantphenomics.settings import ARCHITECTURE_DIGEST, Settings
 
 WEIGHTS = "model.safetensors"
 ARCHITECTURE = "architecture.json"
@@ -315,6 +316,41 @@ def architecture_digest(architecture: dict[str, Any]) -> str:
     network = {key: architecture.get(key) for key in DIGEST_KEYS}
     text = json.dumps(network, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def architecture_record(
+    specs: list[dict[str, Any]],
+    input_shape: tuple[int, int, int],
+    out_channels: int,
+    settings: Settings,
+    skip_semantics: str,
+) -> dict[str, Any]:
+    """The content of architecture.json: the network (layers, input shape, outputs) and its preprocessing.
+
+    Args:
+        specs: the complete network's layer specs.
+        input_shape: (channels, height, width) the network is fed.
+        out_channels: 1 for binary models, else the number of classes.
+        settings: the model's ``Settings`` (classes, normalisation, image and patch size).
+        skip_semantics: the skip-connection rule the network computes with.
+    """
+    return {
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "skip_semantics": skip_semantics,
+        "layers": specs,
+        "input_shape": list(input_shape),
+        "out_channels": out_channels,
+        "num_classes": settings.num_classes,
+        "preprocessing": {
+            "scale": "pixel / 255 (8-bit) or / 65535 (16-bit)",
+            "normalization": settings.input_normalization,
+            "image_size": [settings.image_height, settings.image_width],
+            "resize_images": settings.resize_images,
+            "crop_or_pad_images": settings.crop_or_pad_images,
+            "patch_size": [settings.patch_height, settings.patch_width] if settings.patching else None,
+        },
+    }
 
 
 def save_state_files(

@@ -23,11 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from deepplantphenomics.settings import check_int
+from deepplantphenomics.settings import check_choice, check_int
 
 __all__ = [
+    "LAB_SCENES",
+    "generate_lab_image",
     "generate_plant_image",
     "generate_tray_image",
+    "load_cutouts",
+    "write_lab_dataset",
     "write_synthetic_dataset",
     "write_tray_series",
 ]
@@ -335,9 +339,13 @@ def _draw_plant(
     cy: float,
     radius: float,
     kind: float | None = None,
+    base: np.ndarray | None = None,
 ) -> None:
-    """One plant whose leaves reach about `radius` pixels from (cx, cy); `kind` < 0.5 forces a rosette."""
-    base = _plant_green(rng)
+    """One plant whose leaves reach about `radius` pixels from (cx, cy); `kind` < 0.5 forces a rosette.
+
+    `base` is the plant's RGB colour (0..255); None draws a field green (:func:`_plant_green`).
+    """
+    base = _plant_green(rng) if base is None else base
     kind = rng.random() if kind is None else kind
     theta0 = rng.uniform(0, 2 * math.pi)
     edge_dark = rng.uniform(0.15, 0.35)
@@ -764,6 +772,532 @@ def write_tray_series(
     for d in range(days):
         image, mask, _ = generate_tray_image(rows, cols, d, cell=cell, seed=seed, empty=empty)
         name = f"{prefix}_day{d:02d}.png"
+        Image.fromarray(image).save(images_dir / name, format="PNG")
+        Image.fromarray(mask).save(masks_dir / name, format="PNG")
+    return images_dir, masks_dir
+
+
+# ------------------------------------------------------------------------------------------ lab scenes
+# Top-down photos as taken in growth chambers and greenhouses (issue 15): rosettes in round or square pots on
+# a tray, seedlings on white paper beside a tray edge, plants on dark cloth, and the same settings with no
+# plant at all (some with green objects that are not plants: green pots, labels, tape). The plants are darker,
+# bluer or more yellow than field greens, cast soft shadows and have blended edges, so that the network cannot
+# learn "bright green on soil" or a one-pixel paste halo.
+LAB_SCENES = ("pots", "paper", "cloth", "empty")
+
+# Colours (0..255 RGB) of lab materials.
+_TRAY_COLOURS = ((34, 34, 36), (205, 112, 45), (72, 86, 102), (214, 214, 208), (58, 118, 72))
+_POT_COLOURS = ((28, 28, 30), (172, 92, 60), (42, 112, 62), (120, 120, 118))
+_LABEL_COLOURS = ((235, 235, 228), (230, 205, 60), (60, 160, 80), (70, 120, 200))
+_CLOTH_COLOURS = ((22, 22, 24), (20, 24, 48), (40, 38, 36), (48, 28, 30))
+# Indices into _TRAY_COLOURS / _POT_COLOURS / _LABEL_COLOURS of green materials (hard negatives).
+_GREEN_TRAY, _GREEN_POT, _GREEN_LABEL = 4, 2, 2
+
+
+def _lab_green(rng: np.random.Generator) -> np.ndarray:
+    """A plant colour as seen under lab lights: dark, bluish or yellow-green more often than field green."""
+    kind = rng.random()
+    if kind < 0.3:  # dark green (Arabidopsis, shaded leaves)
+        green = rng.uniform(55.0, 110.0)
+        ratios = (rng.uniform(0.3, 0.6), rng.uniform(0.3, 0.65))
+    elif kind < 0.55:  # bluish green (glaucous leaves, cool white LEDs)
+        green = rng.uniform(70.0, 135.0)
+        ratios = (rng.uniform(0.35, 0.6), rng.uniform(0.65, 0.9))
+    elif kind < 0.75:  # yellow-green (young or nitrogen-poor leaves, warm light)
+        green = rng.uniform(120.0, 195.0)
+        ratios = (rng.uniform(0.6, 0.78), rng.uniform(0.1, 0.35))
+    else:
+        return _plant_green(rng)
+    return np.array([green * ratios[0], green, green * ratios[1]], dtype=np.float32)
+
+
+def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel row and column coordinates as (H, 1) and (1, W) float32 arrays (broadcast, never materialised)."""
+    return np.arange(height, dtype=np.float32)[:, None], np.arange(width, dtype=np.float32)[None, :]
+
+
+def _board(
+    rng: np.random.Generator, height: int, width: int, colour, scale: float, grain: float
+) -> np.ndarray:
+    """A flat material (tray plastic, paper, cloth): its colour with fine grain and slow blotches."""
+    tone = np.asarray(colour, np.float32) * np.float32(rng.uniform(0.9, 1.1))
+    shade = 1.0 + np.float32(grain) * _value_noise(rng, height, width, max(1.0, 1.5 * scale))
+    shade += np.float32(rng.uniform(0.01, 0.05)) * _value_noise(rng, height, width, 60.0 * scale)
+    return shade[..., None] * tone[None, None, :]
+
+
+def _lighting(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Uneven lab light: a linear gradient across the scene times a vignette, (H, W) float32 around 1."""
+    ys, xs = _grid(height, width)
+    ys = ys / max(height - 1, 1) * 2.0 - 1.0
+    xs = xs / max(width - 1, 1) * 2.0 - 1.0
+    angle = rng.uniform(0.0, 2.0 * math.pi)
+    slope = np.float32(rng.uniform(0.0, 0.22))
+    gradient = 1.0 + slope * (xs * np.float32(math.cos(angle)) + ys * np.float32(math.sin(angle)))
+    return gradient * (1.0 - np.float32(rng.uniform(0.0, 0.3)) * (xs * xs + ys * ys) * 0.5)
+
+
+def _shape_distance(
+    ys: np.ndarray, xs: np.ndarray, cx: float, cy: float, radius: float, square: bool
+) -> np.ndarray:
+    """Distance from (cx, cy) in units of ``radius``: a circle, or a rounded square (8-norm), <= 1 inside."""
+    dy, dx = np.abs(ys - np.float32(cy)), np.abs(xs - np.float32(cx))
+    if square:
+        return ((dx**8 + dy**8) ** 0.125) / np.float32(radius)
+    return np.sqrt(dx * dx + dy * dy) / np.float32(radius)
+
+
+def _draw_pot(
+    rng: np.random.Generator, canvas: np.ndarray, soil: np.ndarray, cx: float, cy: float, radius: float, **kw
+) -> None:
+    """A pot seen from above: a rim lit from one side, soil inside with a shadow along the rim."""
+    height, width = canvas.shape[:2]
+    box = _bbox([cx], [cy], radius * 1.05 + 2.0, height, width)
+    if box is None:
+        return
+    y0, y1, x0, x1 = box
+    ys, xs = _grid(height, width)
+    ys, xs = ys[y0:y1], xs[:, x0:x1]
+    dist = _shape_distance(ys, xs, cx, cy, radius, kw["square"])
+    inner = 1.0 - kw["rim"]
+    window, fill = canvas[y0:y1, x0:x1], soil[y0:y1, x0:x1]
+    # The rim: brighter on the side facing the light, with a highlight line along its top edge.
+    facing = ((xs - np.float32(cx)) * kw["light"][0] + (ys - np.float32(cy)) * kw["light"][1]) / np.float32(
+        radius
+    )
+    rim_shade = 1.0 + 0.25 * facing + 0.35 * np.exp(-(((dist - 1.0 + kw["rim"] / 2) / 0.02) ** 2))
+    rim = (dist <= 1.0) & (dist > inner)
+    window[rim] = (rim_shade[..., None] * np.asarray(kw["colour"], np.float32))[rim]
+    inside = dist <= inner
+    # The rim shades the soil on the side away from the light.
+    shadow = 1.0 - 0.45 * np.clip((dist - inner * 0.8) / (inner * 0.2), 0.0, 1.0) * np.clip(
+        -facing + 0.3, 0, 1
+    )
+    window[inside] = (fill * shadow[..., None])[inside]
+
+
+def _pot_labels(
+    rng: np.random.Generator, canvas: np.ndarray, spots: list[tuple[float, float, float]], green: bool
+) -> None:
+    """Plastic plant labels stuck in some pots: flat rectangles near the rim (green ones are hard negatives)."""
+    for cx, cy, radius in spots:
+        if rng.random() > 0.35:
+            continue
+        colour = _LABEL_COLOURS[_GREEN_LABEL if green else int(rng.integers(len(_LABEL_COLOURS)))]
+        angle = rng.uniform(0, 2 * math.pi)
+        start = radius * rng.uniform(0.5, 0.75)
+        _draw_leaf(
+            canvas,
+            None,
+            rng,
+            cx=cx,
+            cy=cy,
+            angle=angle,
+            start=start,
+            length=radius * rng.uniform(0.35, 0.6),
+            width=radius * rng.uniform(0.06, 0.12),
+            colour=np.asarray(colour, np.float32),
+            p=0.0,
+            q=0.0,
+            vein_colour=None,
+            edge_dark=0.05,
+            texture=0.01,
+        )
+
+
+def _pots_background(
+    rng: np.random.Generator, height: int, width: int, scale: float, green: bool
+) -> tuple[np.ndarray, list[tuple[float, float, float]]]:
+    """A tray of pots filled with soil (sometimes mossy); returns the canvas and each pot's (x, y, radius)."""
+    tray = _TRAY_COLOURS[_GREEN_TRAY if green and rng.random() < 0.5 else int(rng.integers(4))]
+    canvas = _board(rng, height, width, tray, scale, 0.02)
+    soil = _soil(rng, height, width, scale) * np.float32(rng.uniform(0.5, 0.85))
+    if rng.random() < 0.3:  # moss or algae on the soil: dull olive patches, background all the same
+        moss = np.clip(_value_noise(rng, height, width, 12.0 * scale) * 2.0 - 0.8, 0.0, 1.0)[..., None]
+        olive = np.array([70.0, 76.0, 48.0], np.float32) * np.float32(rng.uniform(0.7, 1.1))
+        soil = soil * (1.0 - moss) + olive * moss
+    side = rng.uniform(0.3, 0.6) * min(height, width)
+    square = bool(rng.random() < 0.4)
+    pot = _POT_COLOURS[_GREEN_POT if green and rng.random() < 0.5 else (0, 1, 3)[int(rng.integers(3))]]
+    angle = rng.uniform(0, 2 * math.pi)
+    style = dict(
+        square=square, rim=rng.uniform(0.06, 0.12), colour=pot, light=(math.cos(angle), math.sin(angle))
+    )
+    spots = []
+    offset_y, offset_x = rng.uniform(0, side), rng.uniform(0, side)
+    for row in range(int(height / side) + 2):
+        for col in range(int(width / side) + 2):
+            cx = col * side - offset_x + side / 2 + rng.uniform(-0.03, 0.03) * side
+            cy = row * side - offset_y + side / 2 + rng.uniform(-0.03, 0.03) * side
+            radius = side * rng.uniform(0.42, 0.47)
+            _draw_pot(rng, canvas, soil, cx, cy, radius, **style)
+            spots.append((cx, cy, radius))
+    return canvas, spots
+
+
+def _tray_edge(rng: np.random.Generator, canvas: np.ndarray, green: bool) -> None:
+    """The edge of a tray along one side of the picture, with a highlight and a shadow on the paper."""
+    height, width = canvas.shape[:2]
+    side = int(rng.integers(4))
+    depth = int(rng.uniform(0.04, 0.2) * (height if side < 2 else width))
+    colour = np.asarray(_TRAY_COLOURS[_GREEN_TRAY if green else int(rng.integers(3))], np.float32)
+    view = canvas if side < 2 else canvas.transpose(1, 0, 2)
+    if side % 2:
+        view = view[::-1]
+    band = view[:depth]
+    band[:] = colour * (1.0 + 0.04 * rng.standard_normal((1, band.shape[1], 1))).astype(np.float32)
+    view[max(depth - 3, 0) : depth] *= 1.35  # highlight on the tray's lip
+    shadow = np.linspace(0.7, 1.0, num=max(3, depth // 2), dtype=np.float32)
+    view[depth : depth + shadow.size] *= shadow[: view.shape[0] - depth, None, None]
+
+
+def _paper_background(
+    rng: np.random.Generator, height: int, width: int, scale: float, green: bool
+) -> np.ndarray:
+    """White paper (or filter paper) with grain, a tray edge on one side and sometimes a neighbouring pot."""
+    white = rng.uniform(195.0, 235.0)
+    tint = np.array([1.0, rng.uniform(0.97, 1.01), rng.uniform(0.92, 1.03)], np.float32)
+    canvas = _board(rng, height, width, white * tint, scale, 0.012)
+    if rng.random() < 0.8:
+        _tray_edge(rng, canvas, green and rng.random() < 0.5)
+    if rng.random() < 0.4:
+        corner_x, corner_y = rng.choice([0.0, float(width)]), rng.choice([0.0, float(height)])
+        soil = _soil(rng, height, width, scale) * np.float32(0.6)
+        pot = _POT_COLOURS[_GREEN_POT if green else int(rng.integers(2))]
+        angle = rng.uniform(0, 2 * math.pi)
+        style = dict(square=False, rim=0.08, colour=pot, light=(math.cos(angle), math.sin(angle)))
+        _draw_pot(rng, canvas, soil, corner_x, corner_y, min(height, width) * rng.uniform(0.2, 0.4), **style)
+    return canvas
+
+
+def _cloth_background(rng: np.random.Generator, height: int, width: int, scale: float) -> np.ndarray:
+    """Dark cloth: a fine weave and soft folds."""
+    colour = _CLOTH_COLOURS[int(rng.integers(len(_CLOTH_COLOURS)))]
+    canvas = _board(rng, height, width, colour, scale, 0.08)
+    ys, xs = _grid(height, width)
+    period = np.float32(max(2.0, 3.0 * scale))
+    weave = 1.0 + 0.06 * np.sin(xs * (2 * np.pi / period)) * np.sin(ys * (2 * np.pi / period))
+    folds = 1.0 + np.float32(rng.uniform(0.1, 0.35)) * _value_noise(rng, height, width, 50.0 * scale)
+    return canvas * (weave * folds)[..., None]
+
+
+def _green_objects(rng: np.random.Generator, canvas: np.ndarray, scale: float) -> None:
+    """Green things that are not plants: tape strips and labels (background in the mask)."""
+    height, width = canvas.shape[:2]
+    for _ in range(int(rng.integers(1, 4))):
+        colour = np.array([rng.uniform(30, 90), rng.uniform(110, 200), rng.uniform(40, 110)], np.float32)
+        length = rng.uniform(0.15, 0.6) * min(height, width)
+        _draw_leaf(
+            canvas,
+            None,
+            rng,
+            cx=rng.uniform(0, width),
+            cy=rng.uniform(0, height),
+            angle=rng.uniform(0, 2 * math.pi),
+            start=0.0,
+            length=length,
+            width=max(2.0, rng.uniform(0.03, 0.1) * length),
+            colour=colour,
+            p=0.0,
+            q=0.0,
+            vein_colour=None,
+            edge_dark=0.05,
+            texture=0.01,
+        )
+
+
+def _paste_cutout(
+    rng: np.random.Generator,
+    layer: np.ndarray,
+    drawn: np.ndarray,
+    cutout: tuple[np.ndarray, np.ndarray],
+    centre: tuple[float, float],
+    radius: float,
+    base: np.ndarray,
+) -> None:
+    """Paste a real plant cut-out (:func:`load_cutouts`), turned, resized to ``2 * radius`` and recoloured
+    towards ``base`` (so that a bright field weed becomes a dark or bluish lab plant)."""
+    pixels, shape = cutout
+    turns = int(rng.integers(4))
+    pixels, shape = np.rot90(pixels, turns), np.rot90(shape, turns)
+    if rng.random() < 0.5:
+        pixels, shape = pixels[:, ::-1], shape[:, ::-1]
+    factor = float(np.clip(2.0 * radius / max(shape.shape), 0.2, 3.0))
+    new_h, new_w = max(1, round(shape.shape[0] * factor)), max(1, round(shape.shape[1] * factor))
+    rows = np.minimum((np.arange(new_h) / factor).astype(np.int64), shape.shape[0] - 1)
+    cols = np.minimum((np.arange(new_w) / factor).astype(np.int64), shape.shape[1] - 1)
+    pixels = pixels[rows][:, cols].astype(np.float32)
+    shape = shape[rows][:, cols]
+    if not shape.any():
+        return
+    mean = pixels[shape].mean(axis=0)
+    pixels *= np.clip(base / np.maximum(mean, 1.0), 0.5, 1.6)[None, None, :]
+    top, left = round(centre[1] - new_h / 2), round(centre[0] - new_w / 2)
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + new_h, layer.shape[0]), min(left + new_w, layer.shape[1])
+    if y0 >= y1 or x0 >= x1:
+        return
+    piece = shape[y0 - top : y1 - top, x0 - left : x1 - left]
+    window = layer[y0:y1, x0:x1]
+    window[piece] = pixels[y0 - top : y1 - top, x0 - left : x1 - left][piece]
+    drawn[y0:y1, x0:x1] |= piece
+
+
+def _lab_plants(
+    rng: np.random.Generator,
+    layer: np.ndarray,
+    drawn: np.ndarray,
+    setting: str,
+    spots: list[tuple[float, float, float]],
+    cutouts: list[tuple[np.ndarray, np.ndarray]] | None,
+) -> None:
+    """Draw (or paste) the plants of a lab scene into ``layer`` and their pixels into ``drawn``."""
+    height, width = drawn.shape
+    side = min(height, width)
+    places: list[tuple[float, float, float, float]] = []  # x, y, radius, kind
+    if setting == "pots":
+        visible = [s for s in spots if 0 <= s[0] < width and 0 <= s[1] < height] or spots[:1]
+        for cx, cy, radius in visible:
+            if rng.random() < 0.85 or not places:
+                jitter = radius * 0.15
+                places.append(
+                    (
+                        cx + rng.uniform(-jitter, jitter),
+                        cy + rng.uniform(-jitter, jitter),
+                        radius * rng.uniform(0.25, 1.0),
+                        rng.uniform(0.0, 0.5),
+                    )
+                )
+    else:
+        count = int(rng.integers(1, 4 if setting == "paper" else 5))
+        low, high = (0.05, 0.22) if setting == "paper" else (0.08, 0.3)
+        for _ in range(count):
+            kind = rng.uniform(0.5, 0.8) if setting == "paper" and rng.random() < 0.7 else rng.random()
+            places.append(
+                (
+                    rng.uniform(0.15, 0.85) * width,
+                    rng.uniform(0.15, 0.85) * height,
+                    side * rng.uniform(low, high),
+                    kind,
+                )
+            )
+    base = _lab_green(rng)  # one genotype per scene, each plant a little different
+    for cx, cy, radius, kind in places:
+        colour = (base * rng.uniform(0.88, 1.12, size=3)).astype(np.float32)
+        colour[0] = min(colour[0], _MAX_RED_OVER_GREEN_PLANT * colour[1])
+        radius = max(radius, 3.0)
+        if cutouts and rng.random() < 0.5:
+            _paste_cutout(
+                rng, layer, drawn, cutouts[int(rng.integers(len(cutouts)))], (cx, cy), radius, colour
+            )
+        else:
+            _draw_plant(rng, layer, drawn, cx, cy, radius, kind=kind, base=colour)
+
+
+def _finish_lab(
+    rng: np.random.Generator, background: np.ndarray, layer: np.ndarray, drawn: np.ndarray, scale: float
+) -> np.ndarray:
+    """Shadows, blended plant edges, uneven light, white balance, optics, sensor noise and JPEG: uint8 RGB."""
+    height, width = drawn.shape
+    if drawn.any():
+        # A soft shadow under the leaves, offset away from the light, on the background only.
+        angle = rng.uniform(0, 2 * math.pi)
+        offset = max(1, round(rng.uniform(2.0, 6.0) * scale))
+        dy, dx = round(offset * math.sin(angle)), round(offset * math.cos(angle))
+        shifted = np.zeros((height, width), dtype=np.float32)
+        shifted[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = drawn[
+            max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)
+        ]
+        darkness = np.float32(rng.uniform(0.15, 0.4))
+        background = background * (1.0 - darkness * _box_blur(shifted, max(1, round(3 * scale))))[..., None]
+    # Blended edges: a plant pixel at the outline is partly background (>= about 45 % plant), so there is
+    # no hard one-pixel seam for a network to learn; the mask keeps every drawn pixel.
+    weight = np.where(drawn, np.clip(0.35 + _box_blur(drawn.astype(np.float32), 1), 0.0, 1.0), 0.0)
+    canvas = background + (layer - background) * weight[..., None].astype(np.float32)
+    canvas *= _lighting(rng, height, width)[..., None]
+    gain = rng.uniform(0.75, 1.25) * np.array([rng.uniform(0.94, 1.08), 1.0, rng.uniform(0.9, 1.1)])
+    canvas *= gain.astype(np.float32)[None, None, :]
+    if rng.random() < 0.3:  # slightly out of focus
+        blurred = np.stack([_box_blur(canvas[..., c], 1) for c in range(3)], axis=-1)
+        canvas = 0.5 * canvas + 0.5 * blurred
+    canvas += rng.standard_normal(canvas.shape, dtype=np.float32) * np.float32(rng.uniform(1.0, 4.0))
+    image = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        image = _jpeg(image, int(rng.integers(70, 96)))
+    return image
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """The image after a JPEG round trip at ``quality`` (blocking and chroma blur, as in camera files)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer).convert("RGB")).copy()
+
+
+def generate_lab_image(
+    height: int = 256,
+    width: int = 256,
+    rng: np.random.Generator | int | None = None,
+    scene: str | None = None,
+    cutouts: list[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one top-down photo of a lab setting, with its exact plant mask.
+
+    Scenes (:data:`LAB_SCENES`): ``'pots'`` (rosettes in round or square pots of soil on a tray, pot rims,
+    sometimes moss and plant labels), ``'paper'`` (seedlings or small rosettes on white paper, a tray edge and
+    sometimes a neighbouring pot in view), ``'cloth'`` (plants on dark cloth) and ``'empty'`` (one of those
+    settings with no plant at all, often with green objects that are not plants: the mask is all 0). Plants are
+    dark, bluish, yellow or field green, with soft shadows and blended edges; light is uneven; white balance,
+    noise, blur and JPEG compression vary. About a fifth of the scenes with plants also hold green non-plant
+    objects (a green tray, pot, label or tape).
+
+    Args:
+        height: Image height in pixels, at least 16.
+        width: Image width in pixels, at least 16.
+        rng: A ``numpy.random.Generator`` (advanced by the call), an int seed (same seed, same image) or None.
+        scene: One of :data:`LAB_SCENES`, or None for a random one.
+        cutouts: Optional real plant cut-outs (:func:`load_cutouts`); half of the plants are then pasted
+            cut-outs (turned, resized and recoloured) instead of drawn ones.
+
+    Returns:
+        ``(image, mask)``: uint8 (height, width, 3) RGB and uint8 (height, width), 255 on plant pixels, else 0.
+
+    Raises:
+        TypeError: ``height``/``width`` are not ints, ``rng`` is not a Generator, an int or None.
+        ValueError: a size below 16, a negative seed, or an unknown ``scene``.
+    """
+    height = check_int("height", height, minimum=_MIN_SIDE)
+    width = check_int("width", width, minimum=_MIN_SIDE)
+    gen = _as_generator(rng)
+    scene = (
+        LAB_SCENES[int(gen.integers(len(LAB_SCENES)))]
+        if scene is None
+        else check_choice("scene", scene, LAB_SCENES)
+    )
+    scale = min(height, width) / 256.0
+    green = bool(gen.random() < 0.2)
+    setting = scene if scene != "empty" else ("pots", "paper", "cloth")[int(gen.integers(3))]
+    spots: list[tuple[float, float, float]] = []
+    if setting == "pots":
+        background, spots = _pots_background(gen, height, width, scale, green)
+        _pot_labels(gen, background, spots, green)
+    elif setting == "paper":
+        background = _paper_background(gen, height, width, scale, green)
+    else:
+        background = _cloth_background(gen, height, width, scale)
+    if green or (scene == "empty" and gen.random() < 0.6):
+        _green_objects(gen, background, scale)
+    layer = background.copy()
+    drawn = np.zeros((height, width), dtype=bool)
+    if scene != "empty":
+        _lab_plants(gen, layer, drawn, setting, spots, cutouts)
+    image = _finish_lab(gen, background, layer, drawn, scale)
+    return image, np.where(drawn, np.uint8(255), np.uint8(0))
+
+
+def load_cutouts(
+    path: str | os.PathLike,
+    max_cutouts: int = 300,
+    min_pixels: int = 64,
+    exclude: tuple[str, ...] | list[str] = (),
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Real plant cut-outs from a folder of labelled photos, for :func:`generate_lab_image`.
+
+    Every connected plant region of every mask (at least ``min_pixels``, at most a quarter of its photo) is cut
+    out with its bounding box: up to 4 per photo, the largest first, photos in name order, until
+    ``max_cutouts``. ``path`` is one dataset (``images/`` and ``masks/``) or a folder of datasets (as
+    ``../shared/data``); a missing folder gives an empty list, so callers can use cut-outs when present.
+
+    Args:
+        path: Dataset folder, or a folder whose sub-folders are datasets.
+        max_cutouts: Most cut-outs returned.
+        min_pixels: Smallest region kept.
+        exclude: Image file names to skip (e.g. held-out photos that must not be trained on).
+
+    Returns:
+        ``[(pixels, shape), ...]``: uint8 (h, w, 3) RGB crops and bool (h, w) plant masks.
+    """
+    from scipy import ndimage
+
+    from deepplantphenomics.data.dataset import pair_files
+    from deepplantphenomics.data.io import read_binary_mask, read_image
+
+    root = Path(path)
+    max_cutouts = check_int("max_cutouts", max_cutouts, minimum=1)
+    min_pixels = check_int("min_pixels", min_pixels, minimum=1)
+    folders = (
+        [root] if (root / "images").is_dir() else sorted(p for p in root.glob("*") if (p / "images").is_dir())
+    )
+    skip = set(exclude)
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    for folder in folders:
+        if not (folder / "masks").is_dir():
+            continue
+        pairs, _ = pair_files(folder / "images", folder / "masks")
+        for image_path, mask_path in sorted(pairs):
+            if image_path.name in skip:
+                continue
+            image = read_image(image_path)
+            image = image if image.dtype == np.uint8 else np.rint(image / 257.0).astype(np.uint8)
+            image = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
+            mask = read_binary_mask(mask_path)[0] > 0
+            labels, _count = ndimage.label(mask)
+            sizes = np.bincount(labels.ravel())
+            boxes = ndimage.find_objects(labels)
+            order = np.argsort(-sizes[1:])[:4]
+            for index in order:
+                if not min_pixels <= sizes[index + 1] <= mask.size // 4:
+                    continue
+                box = boxes[index]
+                found.append((image[box].copy(), labels[box] == index + 1))
+                if len(found) >= max_cutouts:
+                    return found
+    return found
+
+
+def write_lab_dataset(
+    directory: str | os.PathLike,
+    n_images: int,
+    height: int = 256,
+    width: int = 256,
+    seed: int = 0,
+    scenes: tuple[str, ...] | list[str] = LAB_SCENES,
+    prefix: str = "lab",
+    cutouts: list[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> tuple[Path, Path]:
+    """Write lab scenes (:func:`generate_lab_image`) and their masks in the layout the data loader reads.
+
+    Image ``i`` shows scene ``scenes[i % len(scenes)]`` and is ``directory/images/{prefix}_{scene}_{i:04d}.png``
+    (mask in ``masks/``, 0/255); it depends only on ``seed``, ``i`` and the scene list (and ``cutouts``).
+
+    Returns:
+        ``(images_dir, masks_dir)``.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: An argument is out of range, or a scene is unknown.
+    """
+    from PIL import Image
+
+    n_images = check_int("n_images", n_images, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    scenes = [check_choice("scenes", scene, LAB_SCENES) for scene in scenes]
+    if not scenes:
+        raise ValueError(
+            f"Invalid value for argument `scenes`: expected some of {LAB_SCENES}, received none."
+        )
+    images_dir, masks_dir = Path(directory) / "images", Path(directory) / "masks"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(n_images):
+        scene = scenes[i % len(scenes)]
+        image, mask = generate_lab_image(height, width, np.random.default_rng([seed, i, 15]), scene, cutouts)
+        name = f"{prefix}_{scene}_{i:04d}.png"
         Image.fromarray(image).save(images_dir / name, format="PNG")
         Image.fromarray(mask).save(masks_dir / name, format="PNG")
     return images_dir, masks_dir

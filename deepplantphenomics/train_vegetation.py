@@ -41,13 +41,14 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from deepplantphenomics import state
+from deepplantphenomics.architectures import vegetation_layer_specs
 from deepplantphenomics.data.augment import AugmentationConfig, augment_batch
 from deepplantphenomics.data.dataset import pair_files
 from deepplantphenomics.data.io import read_binary_mask, read_image
@@ -55,6 +56,9 @@ from deepplantphenomics.indices import index_mask
 from deepplantphenomics.losses import IGNORE_INDEX, build_loss
 from deepplantphenomics.metrics import binary_scores
 from deepplantphenomics.tools import MODEL_CARD, fold_batch_norm, network_probabilities
+
+if TYPE_CHECKING:  # the model is imported when a run starts (make_model), so importing the recipe stays light
+    from deepplantphenomics.model import SemanticSegmentationModel
 
 # ------------------------------------------------------------------------------------------ data terms
 # Terms and citations of the datasets known when this recipe was written (from their SOURCE.md). A new
@@ -237,36 +241,10 @@ def read_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray
 
 
 # ------------------------------------------------------------------------------------------ the network
-def declare_network(model: Any) -> None:
-    """The vegetation U-Net, declared with the library's layer API.
-
-    The first convolution has stride 2 and no other convolution runs at the input resolution: that level
-    only gets a transposed convolution, the input image itself (copy connection) and one light 3x3 block,
-    which keeps CPU inference cheap while edges stay at input resolution. Below it, four levels of
-    (conv, conv) with max pooling, 16-32-64-96 channels, and a mirrored decoder with copy connections.
-    """
-    model.add_input_layer()
-    model.add_copy_connection("save")  # the image itself feeds the last block (sharp edges)
-    model.add_convolutional_layer([3, 3, 3, WIDTHS[0]], 2, "relu", batch_norm=True, epsilon=BN_EPSILON)
-    for level, width in enumerate(WIDTHS[:-1]):
-        for _ in range(1 if level == 0 else 2):
-            model.add_convolutional_layer(
-                [3, 3, width, width], 1, "relu", batch_norm=True, epsilon=BN_EPSILON
-            )
-        model.add_copy_connection("save")
-        model.add_pooling_layer(2, 2, "max")
-    for _ in range(2):
-        model.add_convolutional_layer(
-            [3, 3, WIDTHS[-1], WIDTHS[-1]], 1, "relu", batch_norm=True, epsilon=BN_EPSILON
-        )
-    for width in reversed(WIDTHS[:-1]):
-        model.add_upsampling_layer(2, width, 2, "relu")
-        model.add_copy_connection("load")
-        model.add_convolutional_layer([3, 3, width, width], 1, "relu", batch_norm=True, epsilon=BN_EPSILON)
-    model.add_upsampling_layer(2, HEAD, 2, "relu")
-    model.add_copy_connection("load")
-    model.add_convolutional_layer([3, 3, HEAD, HEAD], 1, "relu", batch_norm=True, epsilon=BN_EPSILON)
-    model.add_output_layer()
+def declare_network(model: SemanticSegmentationModel) -> None:
+    """The vegetation U-Net (``architectures.vegetation_layer_specs``), declared with the library's layer API."""
+    for spec in vegetation_layer_specs(WIDTHS, HEAD, BN_EPSILON):
+        model.add_layer(**spec)
 
 
 def make_model(args: argparse.Namespace, save_dir: Path):
@@ -632,6 +610,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="skip training: score the best checkpoint in --work-dir and write --out",
     )
     parser.add_argument(
+        "--add-quality",
+        action="store_true",
+        help="only (re)write the quality-flag block of --out's model card from --data's training photos",
+    )
+    parser.add_argument(
         "--retime",
         action="store_true",
         help="only re-measure the inference times in --out's model card (run it on a quiet machine)",
@@ -691,8 +674,162 @@ def retime(out: Path, threads: int = 2) -> dict[str, Any]:
     return card
 
 
+def quality_block(datasets: list[Dataset]) -> dict[str, Any]:
+    """The card's ``quality`` section: the training images' colour ranges (``mask_quality.colour_ranges``),
+    against which ``unfamiliar_colours`` is judged, and what each flag means.
+
+    The training images are the real training photos and generated ones like the recipe's synthetic pool
+    (seeded here, so the ranges do not depend on the training seed)."""
+    from deepplantphenomics import mask_quality
+    from deepplantphenomics.synthetic import generate_plant_image
+
+    statistics = [
+        mask_quality.photo_statistics(read_image(image)) for dataset in datasets for image, _ in dataset.train
+    ]
+    real = len(statistics)
+    for i in range(SYNTHETIC_POOL):
+        image, _ = generate_plant_image(256, 256, np.random.default_rng([0, i]))
+        statistics.append(mask_quality.photo_statistics(image))
+    return {
+        "colour_ranges": mask_quality.colour_ranges(statistics),
+        "ranges_from": f"{real} training photos and {SYNTHETIC_POOL} generated images (0.5th-99.5th "
+        f"percentile, widened by {mask_quality.RANGE_MARGIN:.0%} of the span on each side)",
+        "flags": dict(mask_quality.FLAG_MEANINGS),
+        "thresholds": "deepplantphenomics/mask_quality.py; measured false-flag rates in docs/vegetation.md",
+    }
+
+
+def add_quality(out: Path, data: Path, split_seed: int) -> dict[str, Any]:
+    """Rewrite only the ``quality`` section of the model card at ``out`` (weights and scores unchanged)."""
+    from deepplantphenomics.tools import _read_card
+
+    card = _read_card(out)
+    card["quality"] = quality_block(load_datasets(data, split_seed))
+    state.write_json(out / MODEL_CARD, card)
+    log(f"wrote the quality block of {out / MODEL_CARD}")
+    return card
+
+
+@dataclass
+class Run:
+    """What a training run carries from step to step, and what a checkpoint restores."""
+
+    network: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    rng: np.random.Generator
+    generator: torch.Generator
+    started: float
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"score": -1.0, "step": 0})
+
+
+def start_run(
+    args: argparse.Namespace,
+    network: torch.nn.Module,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    started: float,
+) -> Run:
+    """Optimizer (AdamW, warm-up then cosine decay); the checkpoint's state with --resume or --finish-only."""
+    checkpoint = args.work_dir / "checkpoint.pt"
+    optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    warmup = min(300, args.steps // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: (
+            min(1.0, (s + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * min(s, args.steps) / args.steps))
+        ),
+    )
+    run = Run(network, optimizer, scheduler, rng, generator, started)
+    if args.resume and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        network.load_state_dict(saved["network"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        run.rng.bit_generator.state = json.loads(saved["numpy_rng"])
+        run.generator.set_state(saved["generator"])
+        run.step, run.history, run.best = saved["step"], saved["history"], saved["best"]
+        if run.history:  # training time counts the earlier run too
+            run.started -= float(run.history[-1].get("elapsed_seconds", 0.0))
+        log(f"resumed at step {run.step}")
+    if args.finish_only:
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"--finish-only needs a checkpoint: '{checkpoint}' does not exist.")
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        run.step, run.history, run.best = saved["step"], saved["history"], saved["best"]
+    return run
+
+
+def validate(run: Run, validation: dict[str, list], work_dir: Path, checkpoint: Path) -> None:
+    """Score the network on validation, keep the best weights so far, write a checkpoint."""
+    # Checkpoints are compared at a fixed, cheap scheme; the final scheme is chosen after training.
+    track = {"mode": "resize", "scale": None, "max_pixels": 350_000, "multiple": MULTIPLE, "threshold": 0.5}
+    scores = evaluate_network(eval_copy(run.network), validation, track, [0.5])
+    dice = {name: s[0.5]["dice"] for name, s in scores.items()}
+    score = float(np.mean(list(dice.values())))
+    elapsed = time.time() - run.started
+    run.history.append(
+        {
+            "step": run.step,
+            "validation_dice": dice,
+            "mean": round(score, 4),
+            "elapsed_seconds": round(elapsed),
+        }
+    )
+    log(f"validation Dice at step {run.step}: {dice} (mean {score:.4f})")
+    if score > run.best["score"]:
+        run.best = {"score": score, "step": run.step}
+        state.save_weights(work_dir / "best.safetensors", run.network)
+    save_checkpoint(
+        checkpoint,
+        run.network,
+        run.optimizer,
+        run.scheduler,
+        run.step,
+        run.rng,
+        run.generator,
+        run.history,
+        run.best,
+    )
+
+
+def train(args: argparse.Namespace, run: Run, sampler: PatchSampler, validation: dict[str, list]) -> None:
+    """Train up to ``args.steps``, validating every ``args.eval_every`` steps and at the end."""
+    loss_fn = build_loss("cross entropy + dice", 2, ignore_index=IGNORE_INDEX)
+    checkpoint = args.work_dir / "checkpoint.pt"
+    run.network.train()
+    running, tick = 0.0, time.time()
+    while run.step < args.steps:
+        images, masks = sampler.sample(args.batch_size)
+        images, masks = augment(images, masks, run.generator)
+        loss = loss_fn(run.network(images), masks)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss became {float(loss)} at step {run.step}")
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        run.step += 1
+        running += loss.item()
+        if run.step % 50 == 0:
+            log(
+                f"step {run.step}/{args.steps} loss {running / 50:.4f} "
+                f"lr {run.scheduler.get_last_lr()[0]:.2e} ({(time.time() - tick) / 50:.2f} s/step)"
+            )
+            running, tick = 0.0, time.time()
+        if run.step % args.eval_every == 0 or run.step == args.steps:
+            validate(run, validation, args.work_dir, checkpoint)
+            run.network.train()
+            tick = time.time()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.add_quality:
+        add_quality(args.out, args.data, args.split_seed)
+        return 0
     if args.retime:
         torch.set_num_threads(2)
         retime(args.out)
@@ -706,13 +843,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-
     datasets = load_datasets(args.data, args.split_seed)
     for d in datasets:
         log(
             f"dataset '{d.name}': {len(d.train)} train, {len(d.validation)} validation, {len(d.held_out)} held out"
         )
     validation = {d.name: [read_pair(*p) for p in d.validation] for d in datasets}
+    # Made before a checkpoint restores the generator's state: the synthetic pool draws from it.
     sampler = None if args.finish_only else PatchSampler(datasets, args.patch, rng)
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -720,107 +857,38 @@ def main(argv: list[str] | None = None) -> int:
     network = model.build_network()
     parameters = sum(p.numel() for p in network.parameters())
     log(f"network: {len(model.layer_specs)} layers, {parameters} parameters")
-    optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    warmup = min(300, args.steps // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: (
-            min(1.0, (s + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * min(s, args.steps) / args.steps))
-        ),
-    )
-    loss_fn = build_loss("cross entropy + dice", 2, ignore_index=IGNORE_INDEX)
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"score": -1.0, "step": 0}
-    step = 0
-    checkpoint = args.work_dir / "checkpoint.pt"
-    if args.resume and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        network.load_state_dict(saved["network"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        rng.bit_generator.state = json.loads(saved["numpy_rng"])
-        generator.set_state(saved["generator"])
-        step, history, best = saved["step"], saved["history"], saved["best"]
-        if history:  # training time counts the earlier run too
-            started -= float(history[-1].get("elapsed_seconds", 0.0))
-        log(f"resumed at step {step}")
-    # Checkpoints are compared at a fixed, cheap scheme; the final scheme is chosen after training.
-    settings_track = {
-        "mode": "resize",
-        "scale": None,
-        "max_pixels": 350_000,
-        "multiple": MULTIPLE,
-        "threshold": 0.5,
-    }
-
-    if args.finish_only:
-        if not checkpoint.exists():
-            raise FileNotFoundError(f"--finish-only needs a checkpoint: '{checkpoint}' does not exist.")
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        step, history, best = saved["step"], saved["history"], saved["best"]
-    network.train()
-    running, tick = 0.0, time.time()
-    while step < args.steps and not args.finish_only:
-        images, masks = sampler.sample(args.batch_size)
-        images, masks = augment(images, masks, generator)
-        logits = network(images)
-        loss = loss_fn(logits, masks)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"loss became {float(loss)} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        running += loss.item()
-        if step % 50 == 0:
-            log(
-                f"step {step}/{args.steps} loss {running / 50:.4f} lr {scheduler.get_last_lr()[0]:.2e} "
-                f"({(time.time() - tick) / 50:.2f} s/step)"
-            )
-            running, tick = 0.0, time.time()
-        if step % args.eval_every == 0 or step == args.steps:
-            scores = evaluate_network(eval_copy(network), validation, settings_track, [0.5])
-            dice = {name: s[0.5]["dice"] for name, s in scores.items()}
-            score = float(np.mean(list(dice.values())))
-            elapsed = time.time() - started
-            history.append(
-                {
-                    "step": step,
-                    "validation_dice": dice,
-                    "mean": round(score, 4),
-                    "elapsed_seconds": round(elapsed),
-                }
-            )
-            log(f"validation Dice at step {step}: {dice} (mean {score:.4f})")
-            if score > best["score"]:
-                best = {"score": score, "step": step}
-                state.save_weights(args.work_dir / "best.safetensors", network)
-            save_checkpoint(checkpoint, network, optimizer, scheduler, step, rng, generator, history, best)
-            network.train()
-            tick = time.time()
-    training_seconds = time.time() - started
-    if args.finish_only:
-        training_seconds = float(history[-1].get("elapsed_seconds", 0.0)) if history else 0.0
+    run = start_run(args, network, rng, generator, started)
+    if sampler is None:  # --finish-only
+        training_seconds = float(run.history[-1].get("elapsed_seconds", 0.0)) if run.history else 0.0
+    else:
+        train(args, run, sampler, validation)
+        training_seconds = time.time() - run.started
     log(
-        f"training done in {training_seconds / 60:.1f} min; best validation mean Dice {best['score']:.4f} "
-        f"at step {best['step']}"
+        f"training done in {training_seconds / 60:.1f} min; best validation mean Dice {run.best['score']:.4f} "
+        f"at step {run.best['step']}"
     )
 
     # The checkpoint with the best validation score is shipped.
-    weights = state.load_weights(args.work_dir / "best.safetensors")
-    network.load_state_dict(weights)
+    network.load_state_dict(state.load_weights(args.work_dir / "best.safetensors"))
     network.eval()
     return finish(
-        args, command, model, network, datasets, validation, history, best, training_seconds, parameters
+        args,
+        command,
+        model,
+        network,
+        datasets,
+        validation,
+        run.history,
+        run.best,
+        training_seconds,
+        parameters,
     )
 
 
-def finish(
-    args, command, model, network, datasets, validation, history, best, training_seconds, parameters
-) -> int:
-    """Choose the inference scheme on validation, score the held-out sets, write the state and model card."""
-    folded = eval_copy(network)
+def choose_inference(
+    folded, validation: dict[str, list]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
+    """The inference scheme and threshold, chosen on validation: (chosen settings, candidate table, baselines)."""
     candidates = inference_candidates()
     choice_table: dict[str, Any] = {}
     for label, candidate in candidates.items():
@@ -858,6 +926,11 @@ def finish(
     chosen["threshold"] = 0.5 if rule == "0.5" else "otsu"
     log(f"chosen inference: {label}, threshold {chosen['threshold']}")
 
+    return chosen, choice_table, baselines
+
+
+def score_held_out(folded, datasets: list[Dataset], chosen: dict[str, Any]) -> dict[str, Any]:
+    """Held-out scores of the network (chosen scheme) and of the colour indices, per dataset."""
     held_out = {d.name: [read_pair(*p) for p in d.held_out] for d in datasets}
     net_scores = evaluate_network(folded, held_out, chosen, [chosen["threshold"]])
     base_scores = evaluate_baselines(held_out)
@@ -868,16 +941,12 @@ def finish(
         better = max(s["exg"]["dice"], s["cive"]["dice"])
         s["network_minus_best_baseline_dice"] = round(s["network"]["dice"] - better, 4)
         log(f"held-out {name}: {s}")
-    seconds = time_inference(folded, chosen)
+    return scores
 
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in (state.CHECKPOINT, state.SPLIT, "metrics.csv"):
-        (out / stale).unlink(missing_ok=True)
-    model.save_state(out)
-    weights_path = out / state.WEIGHTS
-    tensors = state.load_weights(weights_path)
-    card = {
+
+def card_header(model: SemanticSegmentationModel, parameters: int) -> dict[str, Any]:
+    """The model card's opening entries: what the network is, its licence and input."""
+    return {
         "name": "deepplantphenomics vegetation segmentation network",
         "version": 1,
         "date": datetime.date.today().isoformat(),
@@ -896,6 +965,69 @@ def finish(
         },
         "input_normalisation": "RGB, pixel / 255 (8-bit) or / 65535 (16-bit), no mean/std; grey images are "
         "repeated to RGB, alpha is dropped",
+    }
+
+
+def training_record(
+    args: argparse.Namespace,
+    command: str,
+    datasets: list[Dataset],
+    history: list[dict[str, Any]],
+    best: dict[str, Any],
+    training_seconds: float,
+) -> dict[str, Any]:
+    """The model card's ``training`` entry: how to reproduce the run, and what it saw."""
+    return {
+        "command": command,
+        "seed": args.seed,
+        "split_seed": args.split_seed,
+        "steps": args.steps,
+        "best_step": best["step"],
+        "batch_size": args.batch_size,
+        "patch": args.patch,
+        "optimizer": f"AdamW lr {args.lr} weight decay {args.weight_decay}, warm-up then cosine decay",
+        "loss": "sigmoid cross entropy + soft Dice",
+        "threads": args.threads,
+        "training_time_minutes": round(training_seconds / 60, 1),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPUs",
+        "torch": torch.__version__,
+        "validation_history": history,
+        "augmentation": {
+            "scale_jitter": f"patch scale log-uniform in {list(SCALE_RANGE)} of the photo",
+            "geometry": "flips, 90-degree turns, arbitrary rotations for "
+            f"{ARBITRARY_ROTATION:.0%} of patches (uncovered corners ignored in the loss)",
+            "colour": "white balance x[0.82, 1.18] per channel, exposure x[0.55, 1.6], contrast [0.7, 1.35], "
+            "gamma [0.65, 1.5], hue +-20 degrees, saturation x[0.55, 1.5], noise sd <= 0.03, 3x3 blur 15 %",
+            "background": f"{BACKGROUND_SWAP:.0%} of patches get a plain non-green backdrop (white, black, "
+            "grey, blue, brown, sand or random) instead of their background",
+        },
+        "synthetic": f"{SYNTHETIC_SHARE:.0%} of patches from {SYNTHETIC_POOL} generated 256x256 images "
+        "(deepplantphenomics.synthetic)",
+        "datasets": [dataset_info(d) for d in datasets],
+        "split": "per dataset, seeded by split_seed and the folder name: 20 % (at least 8) held out, never "
+        "trained on nor used for any choice; 10 % (at least 3) validation, used to pick the checkpoint, "
+        "the inference scheme and the threshold; the rest trained on",
+    }
+
+
+def finish(
+    args, command, model, network, datasets, validation, history, best, training_seconds, parameters
+) -> int:
+    """Choose the inference scheme on validation, score the held-out sets, write the state and model card."""
+    folded = eval_copy(network)
+    chosen, choice_table, baselines = choose_inference(folded, validation)
+    scores = score_held_out(folded, datasets, chosen)
+    seconds = time_inference(folded, chosen)
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (state.CHECKPOINT, state.SPLIT, "metrics.csv"):
+        (out / stale).unlink(missing_ok=True)
+    model.save_state(out)
+    weights_path = out / state.WEIGHTS
+    tensors = state.load_weights(weights_path)
+    card = {
+        **card_header(model, parameters),
         "inference": chosen,
         "inference_choice": {
             "rule": "largest smallest-over-datasets validation margin (network Dice minus the better colour "
@@ -911,38 +1043,7 @@ def finish(
             "bytes": weights_path.stat().st_size,
             "tensors": {key: list(value.shape) for key, value in sorted(tensors.items())},
         },
-        "training": {
-            "command": command,
-            "seed": args.seed,
-            "split_seed": args.split_seed,
-            "steps": args.steps,
-            "best_step": best["step"],
-            "batch_size": args.batch_size,
-            "patch": args.patch,
-            "optimizer": f"AdamW lr {args.lr} weight decay {args.weight_decay}, warm-up then cosine decay",
-            "loss": "sigmoid cross entropy + soft Dice",
-            "threads": args.threads,
-            "training_time_minutes": round(training_seconds / 60, 1),
-            "machine": f"{platform.machine()} {platform.processor() or ''}".strip()
-            + f", {os.cpu_count()} CPUs",
-            "torch": torch.__version__,
-            "validation_history": history,
-            "augmentation": {
-                "scale_jitter": f"patch scale log-uniform in {list(SCALE_RANGE)} of the photo",
-                "geometry": "flips, 90-degree turns, arbitrary rotations for "
-                f"{ARBITRARY_ROTATION:.0%} of patches (uncovered corners ignored in the loss)",
-                "colour": "white balance x[0.82, 1.18] per channel, exposure x[0.55, 1.6], contrast [0.7, 1.35], "
-                "gamma [0.65, 1.5], hue +-20 degrees, saturation x[0.55, 1.5], noise sd <= 0.03, 3x3 blur 15 %",
-                "background": f"{BACKGROUND_SWAP:.0%} of patches get a plain non-green backdrop (white, black, "
-                "grey, blue, brown, sand or random) instead of their background",
-            },
-            "synthetic": f"{SYNTHETIC_SHARE:.0%} of patches from {SYNTHETIC_POOL} generated 256x256 images "
-            "(deepplantphenomics.synthetic)",
-            "datasets": [dataset_info(d) for d in datasets],
-            "split": "per dataset, seeded by split_seed and the folder name: 20 % (at least 8) held out, never "
-            "trained on nor used for any choice; 10 % (at least 3) validation, used to pick the checkpoint, "
-            "the inference scheme and the threshold; the rest trained on",
-        },
+        "training": training_record(args, command, datasets, history, best, training_seconds),
         "scores": {
             "held_out": scores,
             "note": "mean over held-out images of per-image Dice, IoU, precision, recall (plant class); "
@@ -954,6 +1055,7 @@ def finish(
             "note": "median wall time of segment (network + threshold) on a shared machine; load average "
             f"{os.getloadavg()[0]:.1f} at measurement",
         },
+        "quality": quality_block(datasets),
     }
     state.write_json(out / MODEL_CARD, card)
     log(f"wrote {out}")

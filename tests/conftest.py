@@ -6,6 +6,7 @@ on one core; the end-to-end test builds its own, larger dataset.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,19 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # Memory-layout decisions (runtime.choose_layout) are cached per machine: tests keep theirs in a folder of
+    # their own, never in the user's home (subprocesses inherit the variable).
+    previous = os.environ.get("DPP_CACHE_DIR")
+    os.environ["DPP_CACHE_DIR"] = str(tmp_path_factory.mktemp("dpp-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("DPP_CACHE_DIR", None)
+    else:
+        os.environ["DPP_CACHE_DIR"] = previous
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from PIL import Image
 
 import deepplantphenomics as dpp
 from deepplantphenomics import state
-from deepplantphenomics.architectures import FCN18_WIDTHS, PREDEFINED, UNET_WIDTHS, declare
+from deepplantphenomics.architectures import FCN18_WIDTHS, PREDEFINED, UNET_WIDTHS, predefined_layer_specs
 from deepplantphenomics.synthetic import write_synthetic_dataset
 
 
@@ -30,7 +30,7 @@ def _model(tmp_path: Path, height: int, width: int, classes: int = 2, channels: 
 
 
 def _network(model: dpp.SemanticSegmentationModel):
-    return model._build_network().eval()
+    return model.build_network().eval()
 
 
 def test_predefined_names():
@@ -51,7 +51,7 @@ def test_output_shape(tmp_path, name, classes, out_channels, height, width):
     assert tuple(out.shape) == (2, out_channels, height, width)
     assert torch.isfinite(out).all()
     # The builder's tracked shape of the last layer is the input size too (no silent resize).
-    assert model._builder.shapes[-1][1:] == (height, width)
+    assert model.build_network().shapes[-1][1:] == (height, width)
 
 
 # Layer kinds, counted by hand from the architecture descriptions in architectures.py.
@@ -70,7 +70,7 @@ def test_output_shape(tmp_path, name, classes, out_channels, height, width):
 def test_layer_list(tmp_path, name, expected):
     model = _model(tmp_path, 64, 64)
     model.use_predefined_model(name)
-    specs = model._builder.specs
+    specs = model.layer_specs
     assert Counter(spec["kind"] for spec in specs) == expected
     assert specs[0]["kind"] == "input"
     assert specs[-1]["kind"] == "output"
@@ -104,8 +104,8 @@ def test_unet_parameter_count(tmp_path):
 def test_unet_copy_connections_concatenate_encoder_features(tmp_path):
     model = _model(tmp_path, 64, 64)
     model.use_predefined_model("u-net")
-    shapes = model._builder.shapes
-    loads = [shapes[i] for i, spec in enumerate(model._builder.specs) if spec["kind"] == "copy_load"]
+    shapes = model.build_network().shapes
+    loads = [shapes[i] for i, spec in enumerate(model.layer_specs) if spec["kind"] == "copy_load"]
     # Upsampled width + saved encoder width, at the encoder level's size.
     assert loads == [(256, 8, 8), (128, 16, 16), (64, 32, 32), (32, 64, 64)]
 
@@ -113,7 +113,7 @@ def test_unet_copy_connections_concatenate_encoder_features(tmp_path):
 def test_names_are_case_insensitive(tmp_path):
     model = _model(tmp_path, 64, 64)
     model.use_predefined_model(" U-Net ")
-    assert model._builder.specs[-1]["kind"] == "output"
+    assert model.layer_specs[-1]["kind"] == "output"
 
 
 def test_fcn18_accepts_odd_sizes(tmp_path):
@@ -128,14 +128,14 @@ def test_unet_size_not_multiple_of_16(tmp_path):
     model = _model(tmp_path, 65, 64)
     with pytest.raises(ValueError, match=r"multiples of 16.*received 65x64.*set_image_dimensions.*'fcn-18'"):
         model.use_predefined_model("u-net")
-    assert model._builder is None  # nothing half-declared
+    assert model.layer_specs == []  # nothing half-declared
 
 
 def test_unet_uses_patch_size(tmp_path):
     model = _model(tmp_path, 200, 300)  # not multiples of 16: the network sees patches, not whole images
     model.set_patch_size(96, 64)
     model.use_predefined_model("u-net")
-    assert model._builder.input_shape == (3, 96, 64)
+    assert model.input_shape == (3, 96, 64)
     bad = _model(tmp_path, 64, 64)
     bad.set_patch_size(40, 64)
     with pytest.raises(ValueError, match=r"received 40x64.*set_patch_size"):
@@ -163,9 +163,22 @@ def test_bad_names(tmp_path, name, error, match):
         model.use_predefined_model(name)
 
 
-def test_declare_rejects_unknown_name(tmp_path):
+def test_predefined_layer_specs_rejects_unknown_name():
     with pytest.raises(ValueError, match=r"received 'resnet'"):
-        declare(_model(tmp_path, 64, 64), "resnet")
+        predefined_layer_specs("resnet", (3, 64, 64))
+
+
+@pytest.mark.parametrize("name", PREDEFINED)
+def test_the_specs_are_what_the_model_declares(tmp_path, name):
+    """architectures.py returns plain specs; the model declares each with add_layer(**spec), unchanged."""
+    specs = predefined_layer_specs(name, (1, 32, 48))
+    model = _model(tmp_path, 32, 48, channels=1)
+    model.use_predefined_model(name)
+    assert model.layer_specs == specs
+    again = _model(tmp_path, 32, 48, channels=1)
+    for spec in specs:
+        again.add_layer(**spec)
+    assert again.layer_specs == specs
 
 
 def test_needs_image_dimensions_first(tmp_path):
@@ -214,7 +227,7 @@ def test_training_step_and_load_round_trip(tmp_path, name, classes):
     model.use_predefined_model(name)
     before = {k: v.clone() for k, v in _network(model).state_dict().items()}
     model.begin_training()
-    after = model._network.state_dict()
+    after = model.build_network().state_dict()
     changed = [k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])]
     assert changed, "a training step must change the weights"
     assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
@@ -225,7 +238,7 @@ def test_training_step_and_load_round_trip(tmp_path, name, classes):
 
     loaded = dpp.load_model(tmp_path / "state")
     arch = state.read_json(tmp_path / "state" / state.ARCHITECTURE)
-    assert arch["layers"] == model._builder.specs
+    assert arch["layers"] == model.layer_specs
     np.testing.assert_allclose(loaded.forward_pass_with_file_inputs(files), expected, rtol=0, atol=1e-6)
     masks_out = loaded.forward_pass_with_interpreted_outputs(files)
     assert masks_out.dtype == np.uint8
@@ -256,3 +269,11 @@ def test_declared_again_from_saved_state(tmp_path):
     mismatch.use_predefined_model("u-net")
     with pytest.raises(ValueError, match="layer"):
         mismatch.forward_pass_with_file_inputs(files)
+
+
+def test_vegetation_specs_are_the_shipped_network():
+    """The vegetation tool's network, as architectures.py declares it, is the one its shipped state saved."""
+    from deepplantphenomics.architectures import vegetation_layer_specs
+
+    shipped = Path(dpp.__file__).parent / "weights" / "vegetation" / state.ARCHITECTURE
+    assert vegetation_layer_specs() == state.read_json(shipped)["layers"]

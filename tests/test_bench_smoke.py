@@ -70,6 +70,26 @@ def test_infer_throughput() -> None:
     assert positive(out["unet"]["ratio_library_naive"])
 
 
+def test_end_to_end() -> None:
+    out = run_quick("end_to_end")
+    assert out["benchmark"] == "end_to_end"
+    for case in ("train/library", "train/library_cold_cache", "train/naive", "infer/library", "infer/naive"):
+        assert positive(out[case]["process_s"]) and positive(out[case]["import_s"])
+    assert positive(out["train_ratio_naive_over_library"]) and positive(out["infer_ratio_naive_over_library"])
+    assert all(positive(seconds) for seconds in out["decode_s"].values())
+
+
+def test_bf16_accuracy() -> None:
+    out = run_quick("bf16_accuracy")
+    assert out["benchmark"] == "bf16_accuracy"
+    if "skipped" in out:  # no CWFID beside the repository
+        assert out["skipped"].startswith("no CWFID data")
+        return
+    for precision in ("fp32", "bf16"):
+        assert 0 <= out["seed"][precision]["dice"] <= 1 and 0 <= out["seed"][precision]["iou"] <= 1
+    assert set(out["seed"]["bf16_minus_fp32"]) == {"dice", "iou"}
+
+
 def test_tiled_inference() -> None:
     out = run_quick("tiled_inference")
     assert out["benchmark"] == "tiled_inference"

@@ -274,20 +274,20 @@ def test_keyword_script_state_loads_with_load_state(dpp_script):
 
 def test_keyword_script_layer_options_reach_the_network(dpp_script):
     _, _, model, _ = dpp_script
-    network = model._build_network()
+    network = model.build_network()
     conv, bn, _ = network.layers[1]
     assert conv.bias is None  # use_bias=False
     assert (bn.eps, bn.momentum) == (pytest.approx(1e-5), pytest.approx(0.1))
     assert network.layers[6][0].bias is not None  # the upsampling layer kept its bias
     assert network.layers[8].eps == pytest.approx(1e-5)  # add_batch_norm_layer: DPP's epsilon
-    assert model._builder.specs[6]["regularization_coefficient"] == 1e-3
+    assert model.layer_specs[6]["regularization_coefficient"] == 1e-3
 
 
 def test_predefined_model_by_keyword(tmp_path):
     model = dpp.SemanticSegmentationModel(save_dir=tmp_path)
     model.set_image_dimensions(image_height=32, image_width=32, image_depth=3)
     model.use_predefined_model(model_name="fcn-18")
-    assert model._builder.finished
+    assert model.layer_specs[-1]["kind"] == "output"
     with pytest.raises(ValueError, match=r"argument `model_name`.*received 'vgg-16'"):
         dpp.SemanticSegmentationModel().use_predefined_model(model_name="vgg-16")
 
@@ -356,7 +356,7 @@ def test_use_bias_false_removes_the_bias_parameters():
     with_bias.add_upsampling_layer(2, 2)
     for model in (with_bias, without):
         model.add_output_layer()
-    count = {id(m): sum(p.numel() for p in m._build_network().parameters()) for m in (with_bias, without)}
+    count = {id(m): sum(p.numel() for p in m.build_network().parameters()) for m in (with_bias, without)}
     assert count[id(with_bias)] - count[id(without)] == 4 + 2  # conv bias (4) + upsampling bias (2)
 
 
@@ -364,8 +364,8 @@ def test_epsilon_and_decay_are_saved_only_with_batch_norm():
     model = new_model()
     model.add_convolutional_layer([3, 3, 3, 4], 1, "relu", epsilon=0.5)
     model.add_convolutional_layer([3, 3, 4, 4], 1, "relu", batch_norm=True, epsilon=0.5, decay=0.8)
-    assert "epsilon" not in model._builder.specs[1]
-    assert (model._builder.specs[2]["epsilon"], model._builder.specs[2]["decay"]) == (0.5, 0.8)
+    assert "epsilon" not in model.layer_specs[1]
+    assert (model.layer_specs[2]["epsilon"], model.layer_specs[2]["decay"]) == (0.5, 0.8)
 
 
 @pytest.mark.parametrize(
@@ -413,7 +413,7 @@ def test_layer_option_validation(call, error, pattern):
     model = new_model()
     with pytest.raises(error, match=pattern):
         call(model)
-    assert len(model._builder.specs) == 1  # nothing was added
+    assert len(model.layer_specs) == 1  # nothing was added
 
 
 def test_old_saved_specs_match_new_declarations():
@@ -440,13 +440,13 @@ def test_old_saved_specs_match_new_declarations():
     model.add_convolutional_layer([3, 3, 3, 4], 1, "relu")
     model.add_upsampling_layer(2, 2, regularization_coefficient=0.5)  # training-only: may differ
     model.add_output_layer()
-    check_architecture(old, model._builder.specs, Path("state"))
+    check_architecture(old, model.layer_specs, Path("state"))
     changed = new_model()
     changed.add_convolutional_layer([3, 3, 3, 4], 1, "relu", use_bias=False)
     changed.add_upsampling_layer(2, 2)
     changed.add_output_layer()
     with pytest.raises(ValueError, match=r"at layer 1 \(convolutional layer\)"):
-        check_architecture(old, changed._builder.specs, Path("state"))
+        check_architecture(old, changed.layer_specs, Path("state"))
 
 
 def test_batch_norm_decay_may_differ_from_the_saved_one_but_epsilon_may_not():
@@ -454,7 +454,7 @@ def test_batch_norm_decay_may_differ_from_the_saved_one_but_epsilon_may_not():
         model = new_model()
         model.add_convolutional_layer([3, 3, 3, 4], 1, "relu", batch_norm=True, **options)
         model.add_output_layer()
-        return model._builder.specs
+        return model.layer_specs
 
     check_architecture(specs(decay=0.9), specs(decay=0.5), Path("state"))
     with pytest.raises(ValueError, match=r"at layer 1"):
@@ -466,7 +466,7 @@ def test_per_layer_regularization_is_an_optimizer_parameter_group():
     model.add_convolutional_layer([3, 3, 3, 4], 1, "relu")
     model.add_upsampling_layer(2, 2, regularization_coefficient=0.5)
     model.add_output_layer(regularization_coefficient=0.25)
-    network = model._build_network()
+    network = model.build_network()
     settings = Settings(optimizer="sgd", learning_rate=0.1, regularization_coefficient=0.01)
     optimizer = make_optimizer(settings, optimizer_parameters(network, settings))
     assert sorted(group["weight_decay"] for group in optimizer.param_groups) == [0.01, 0.25, 0.5]
@@ -484,7 +484,7 @@ def test_without_per_layer_coefficients_there_is_one_parameter_group():
     model = new_model()
     model.add_convolutional_layer([3, 3, 3, 4], 1, "relu")
     model.add_output_layer()
-    network = model._build_network()
+    network = model.build_network()
     settings = Settings(regularization_coefficient=0.01)
     optimizer = make_optimizer(settings, optimizer_parameters(network, settings))
     assert [group["weight_decay"] for group in optimizer.param_groups] == [0.01]
@@ -494,7 +494,7 @@ def test_network_built_from_specs_records_them():
     model = new_model()
     model.add_upsampling_layer(2, 2, regularization_coefficient=0.5)
     model.add_output_layer()
-    network = SegmentationNetwork(model._builder.specs, (3, 16, 16), 1)
+    network = SegmentationNetwork(model.layer_specs, (3, 16, 16), 1)
     assert [s["kind"] for s in network.specs] == ["input", "upsample", "output"]
 
 
@@ -518,11 +518,11 @@ def tiny_training_model(root: Path, **model_kwargs) -> dpp.SemanticSegmentationM
 def test_learning_rate_decay_takes_both_dpp_names(tmp_path):
     model = tiny_training_model(tmp_path)
     model.set_learning_rate_decay(decay_factor=0.5, epochs_per_decay=3)
-    assert model._settings.epochs_per_decay == 3
+    assert model.settings.epochs_per_decay == 3
     model.set_learning_rate_decay(decay_factor=0.5, batches_per_decay=6)
     model.begin_training()
     # 6 training images in batches of 2: 3 batches per epoch, so 6 batches are 2 epochs.
-    assert model._settings.epochs_per_decay == 2
+    assert model.settings.epochs_per_decay == 2
 
 
 @pytest.mark.parametrize(
@@ -545,7 +545,7 @@ def test_forward_pass_on_arrays_and_tensors():
     model.add_convolutional_layer([3, 3, 1, 4], 1, "relu", batch_norm=True)
     model.add_dropout_layer(0.5)
     model.add_output_layer()
-    network = model._build_network()
+    network = model.build_network()
     x = np.random.default_rng(0).random((2, 16, 16, 1), dtype=np.float32)
     out = model.forward_pass(x, deterministic=True)
     assert isinstance(out, np.ndarray) and out.shape == (2, 16, 16, 1)
@@ -600,9 +600,9 @@ def test_load_state_needs_load_from_saved():
 
 def test_set_original_image_dimensions_is_validated_and_changes_nothing():
     model = dpp.SemanticSegmentationModel()
-    before = model._settings.to_dict()
+    before = model.settings.to_dict()
     model.set_original_image_dimensions(image_height=480, image_width=640)
-    assert model._settings.to_dict() == before
+    assert model.settings.to_dict() == before
     with pytest.raises(TypeError, match=r"argument `image_height`.*received '480'"):
         model.set_original_image_dimensions("480", 640)
     with pytest.raises(ValueError, match=r"argument `image_width`.*received 0"):
@@ -640,7 +640,7 @@ def test_hyperparameter_search_grid(tmp_path):
     model.set_regularization_coefficient(lamb=1e-4)
     losses = model.begin_training_with_hyperparameter_search(lr_limits=[1e-3, 1e-2], num_steps=2)
     assert losses.shape == (1, 2) and np.isfinite(losses).all()
-    assert (model._settings.learning_rate, model._settings.regularization_coefficient) == (0.001, 1e-4)
+    assert (model.settings.learning_rate, model.settings.regularization_coefficient) == (0.001, 1e-4)
 
 
 @pytest.mark.parametrize(
@@ -674,7 +674,7 @@ def test_optimizers_use_the_multi_tensor_update_with_identical_numerics(name):
     model.add_convolutional_layer([3, 3, 3, 4], 1, "relu", batch_norm=True)
     model.add_output_layer()
     settings = Settings(optimizer=name, learning_rate=0.01, regularization_coefficient=0.001)
-    networks = [model._build_network() for _ in range(2)]
+    networks = [model.build_network() for _ in range(2)]
     networks[1].load_state_dict(networks[0].state_dict())
     ours = make_optimizer(settings, networks[0].parameters())
     assert all(group["foreach"] for group in ours.param_groups)

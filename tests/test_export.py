@@ -41,12 +41,15 @@ def metadata(path: Path) -> dict[str, str]:
     return {entry.key: entry.value for entry in onnx.load(str(path)).metadata_props}
 
 
-def torch_probabilities(model: dpp.SemanticSegmentationModel, images: np.ndarray) -> np.ndarray:
+def torch_probabilities(
+    model: dpp.SemanticSegmentationModel, images: np.ndarray, normalization: str | None = None
+) -> np.ndarray:
     """What the library computes for [0, 1] NCHW images: its normalisation, then the network, then sigmoid."""
-    network = model._build_network().eval()
+    network = model.build_network().eval()
     batch = torch.from_numpy(images)
+    normalization = normalization or model.settings.input_normalization
     with torch.no_grad():
-        return class_probabilities(network, normalize(batch, model._settings.input_normalization)).numpy()
+        return class_probabilities(network, normalize(batch, normalization)).numpy()
 
 
 def random_images(shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -114,9 +117,12 @@ def test_multiclass_softmax_logits_and_no_normalisation(tmp_path):
     assert metadata(path)["output"].startswith("logits: float32 (N, 3, H, W), class logits")
 
     # A state written before normalisation was a setting feeds the network [0, 1] pixels as they are.
-    model._settings.input_normalization = "none"
-    path = model.export_onnx(tmp_path / "none.onnx")
-    np.testing.assert_allclose(run_onnx(path, images), torch_probabilities(model, images), atol=TOLERANCE)
+    settings = model.settings
+    settings.input_normalization = "none"
+    path = export_onnx(model.build_network(), settings, model.layer_specs, tmp_path / "none.onnx")
+    np.testing.assert_allclose(
+        run_onnx(path, images), torch_probabilities(model, images, "none"), atol=TOLERANCE
+    )
     assert metadata(path)["input_normalization"] == "none"
 
 
@@ -140,7 +146,7 @@ def test_metadata_documents_input_and_output(tmp_path):
 @needs_onnx
 def test_export_leaves_the_network_untouched(tmp_path):
     model = make_model(tmp_path / "state")
-    network = model._build_network()
+    network = model.build_network()
     before = {k: v.clone() for k, v in network.state_dict().items()}
     network.train()
     model.export_onnx(tmp_path / "model.onnx")
@@ -211,7 +217,7 @@ def test_invalid_arguments(tmp_path, kwargs, error, message):
     model = make_model(tmp_path / "state")
     arguments = {"path": tmp_path / "m.onnx", **kwargs}
     with pytest.raises(error, match=message):
-        export_onnx(model._build_network(), model._settings, model._specs(), **arguments)
+        export_onnx(model.build_network(), model.settings, model.layer_specs, **arguments)
 
 
 def test_wrapper_rejects_unknown_normalisation():

@@ -206,3 +206,56 @@ def test_resume_without_checkpoint_names_the_file(setup):
     result = _run(script, "resume", tmp_path / "nothing", images, masks)
     assert result.returncode != 0
     assert "checkpoint" in result.stderr and "nothing" in result.stderr
+
+
+def _small_model(save_dir, images, masks):
+    import deepplantphenomics as dpp
+
+    model = dpp.SemanticSegmentationModel(save_checkpoints=True, save_dir=str(save_dir))
+    model.set_batch_size(4)
+    model.set_image_dimensions(48, 48, 3)
+    model.set_resize_images(True)
+    model.set_test_split(0.2)
+    model.set_validation_split(0.0)
+    model.set_random_seed(5)
+    model.set_maximum_training_epochs(3)
+    model.add_input_layer()
+    model.add_convolutional_layer([3, 3, 3, 4], 1, "relu")
+    model.add_output_layer()
+    model.load_dataset_from_directory_with_segmentation_masks(str(images), str(masks))
+    return model
+
+
+def test_stop_during_an_epochs_last_batch_keeps_that_epochs_record(setup, tmp_path, monkeypatch):
+    """A stop that lands in the last batch of epoch 2 (16 training images, batch 4: batches 4 of 4): the resumed
+    run closes epoch 2 from the saved loss instead of skipping its record (CI saw metrics.csv lose a row)."""
+    import os
+
+    import deepplantphenomics as dpp
+    from deepplantphenomics import training
+
+    _, _, images, masks = setup
+    straight = tmp_path / "straight"
+    _small_model(straight, images, masks).begin_training()
+
+    real = training.batch_tensors
+    calls = []
+
+    def stop_at_the_eighth_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 8:  # epoch 2, batch 4 of 4
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    stopped = tmp_path / "stopped"
+    monkeypatch.setattr(training, "batch_tensors", stop_at_the_eighth_batch)
+    with pytest.raises(dpp.TrainingInterrupted, match="at epoch 2, batch 4"):
+        _small_model(stopped, images, masks).begin_training()
+    monkeypatch.setattr(training, "batch_tensors", real)
+    assert len((stopped / "metrics.csv").read_text().splitlines()) == 2  # header + epoch 1
+
+    _small_model(stopped, images, masks).begin_training(resume=True)
+    assert (stopped / "metrics.csv").read_text() == (straight / "metrics.csv").read_text()
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(stopped / "model.safetensors"))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

@@ -37,7 +37,7 @@ def forward_shapes(model: dpp.SemanticSegmentationModel) -> tuple[dict[int, tupl
     Returns:
         ({layer index: (C, H, W) of the activation leaving that layer}, final output shape (N, C, H, W)).
     """
-    network = model._build_network()
+    network = model.build_network()
     network.eval()
     entering: dict[int, tuple] = {}
     handles = []
@@ -48,7 +48,7 @@ def forward_shapes(model: dpp.SemanticSegmentationModel) -> tuple[dict[int, tupl
                 entering[index] = tuple(args[0].shape[1:])
 
             handles.append(module.register_forward_pre_hook(hook))
-    c, h, w = model._input_shape()
+    c, h, w = model.input_shape
     with torch.no_grad():
         out = network(torch.rand(2, c, h, w))
     for handle in handles:
@@ -61,12 +61,12 @@ def forward_shapes(model: dpp.SemanticSegmentationModel) -> tuple[dict[int, tupl
 def check_shapes(model: dpp.SemanticSegmentationModel) -> tuple:
     """Assert tracked == real for every layer the forward pass exposes; returns the final output shape."""
     leaving, out = forward_shapes(model)
-    tracked = model._builder.shapes
+    tracked = model.layer_shapes
     assert leaving, "no layer was observed"
     for index, shape in leaving.items():
         assert tuple(tracked[index]) == shape, f"layer {index}: tracked {tracked[index]}, torch {shape}"
-    c, h, w = model._input_shape()
-    assert out == (2, model._out_channels(), h, w)
+    c, h, w = model.input_shape
+    assert out == (2, tracked[-1][0], h, w)  # 1 channel for binary models, else one per class
     # The output layer's tracked size is the network's real output size.
     assert tuple(tracked[-1][1:]) == out[2:]
     return out
@@ -80,7 +80,7 @@ def test_conv_same_padding_shapes(size, stride, kernel):
     model = new_model(size, size + 1, 3)
     model.add_convolutional_layer([kernel, kernel, 3, 8], stride, "relu")
     model.add_output_layer()
-    assert model._builder.shapes[1] == (8, math.ceil(size / stride), math.ceil((size + 1) / stride))
+    assert model.layer_shapes[1] == (8, math.ceil(size / stride), math.ceil((size + 1) / stride))
     check_shapes(model)
 
 
@@ -92,7 +92,7 @@ def test_conv_explicit_padding_shapes(padding, kernel, stride, expected):
     model = new_model(16, 16, 1)
     model.add_convolutional_layer([kernel, kernel, 1, 4], stride, None, padding=padding)
     model.add_output_layer()
-    assert model._builder.shapes[1] == (4, expected, expected)
+    assert model.layer_shapes[1] == (4, expected, expected)
     check_shapes(model)
 
 
@@ -101,8 +101,8 @@ def test_conv_in_channels_come_from_the_previous_layer():
     model.add_convolutional_layer([3, 3, 999, 8], 1, "relu")  # DPP ignored the written in-channels
     model.add_convolutional_layer([3, 3, 1, 4], 1, "tanh", batch_norm=True)
     model.add_output_layer()
-    assert model._builder.specs[1]["filter_dimension"] == [3, 3, 3, 8]
-    assert model._builder.specs[2]["filter_dimension"] == [3, 3, 8, 4]
+    assert model.layer_specs[1]["filter_dimension"] == [3, 3, 3, 8]
+    assert model.layer_specs[2]["filter_dimension"] == [3, 3, 8, 4]
     check_shapes(model)
 
 
@@ -149,7 +149,7 @@ def test_pooling_shapes(size, kernel, stride, kind):
     model = new_model(size, size, 2)
     model.add_pooling_layer(kernel, stride, kind)
     model.add_output_layer()
-    assert model._builder.shapes[1] == (2, math.ceil(size / stride), math.ceil(size / stride))
+    assert model.layer_shapes[1] == (2, math.ceil(size / stride), math.ceil(size / stride))
     check_shapes(model)
 
 
@@ -176,8 +176,8 @@ def test_upsampling_multiplies_the_size_exactly(size, factor, kernel):
     model.add_pooling_layer(factor, factor)
     model.add_upsampling_layer(kernel, 6, factor, "relu")
     model.add_output_layer()
-    assert model._builder.shapes[1] == (3, size, size)
-    assert model._builder.shapes[2] == (6, size * factor, size * factor)
+    assert model.layer_shapes[1] == (3, size, size)
+    assert model.layer_shapes[2] == (6, size * factor, size * factor)
     check_shapes(model)
 
 
@@ -189,7 +189,7 @@ def test_batchnorm_lrn_dropout_keep_the_shape():
     model.add_normalization_layer()
     model.add_dropout_layer(0.5)
     model.add_output_layer()
-    assert model._builder.shapes[1:5] == [(8, 8, 9)] * 4
+    assert model.layer_shapes[1:5] == [(8, 8, 9)] * 4
     check_shapes(model)
 
 
@@ -197,7 +197,7 @@ def test_dropout_p_is_the_keep_probability_and_is_off_in_eval():
     model = new_model(16, 16, 3)
     model.add_dropout_layer(0.8)
     model.add_output_layer()
-    network = model._build_network()
+    network = model.build_network()
     dropout = network.layers[1]
     assert isinstance(dropout, torch.nn.Dropout)
     assert dropout.p == pytest.approx(0.2)
@@ -232,7 +232,7 @@ def test_skip_connection_identity():
     model.add_convolutional_layer([3, 3, 4, 4], 1, "relu")
     model.add_skip_connection()
     model.add_output_layer()
-    network = model._build_network()
+    network = model.build_network()
     assert isinstance(network.layers[3], torch.nn.Identity)
     check_shapes(model)
 
@@ -243,7 +243,7 @@ def test_skip_connection_identity_adds_the_marked_source():
     model.add_convolutional_layer([3, 3, 2, 2], 1, None)
     model.add_skip_connection()
     model.add_output_layer()
-    network = model._build_network()
+    network = model.build_network()
     with torch.no_grad():
         network.layers[2][0].weight.zero_()
         network.layers[2][0].bias.fill_(1.0)  # the convolution outputs 1 everywhere
@@ -261,7 +261,7 @@ def test_skip_connection_projects_channels():
     model.add_convolutional_layer([3, 3, 3, 8], 1, "relu")
     model.add_skip_connection()
     model.add_output_layer()
-    projection = model._build_network().layers[3]
+    projection = model.build_network().layers[3]
     assert isinstance(projection, torch.nn.Conv2d)
     assert (projection.in_channels, projection.out_channels, projection.stride) == (3, 8, (1, 1))
     assert projection.bias is None  # DPP's projection has no bias
@@ -278,10 +278,10 @@ def test_skip_connection_downsampled(size):
     model.add_convolutional_layer([3, 3, 8, 8], 1, "relu")
     model.add_skip_connection()  # the source is now the previous skip connection
     model.add_output_layer()
-    projection = model._build_network().layers[4]
+    projection = model.build_network().layers[4]
     half = (size + 1) // 2
     assert projection(torch.zeros(1, 3, size, size)).shape[-2:] == (half, half)  # a stride-2 1x1 projection
-    assert model._builder.shapes[4] == (8, half, half)
+    assert model.layer_shapes[4] == (8, half, half)
     check_shapes(model)
 
 
@@ -305,8 +305,8 @@ def test_copy_connection_concatenates():
     model.add_copy_connection("LOAD")
     model.add_convolutional_layer([3, 3, 1, 4], 1, "relu")
     model.add_output_layer()
-    assert model._builder.shapes[6] == (24, 16, 16)
-    assert model._builder.specs[7]["filter_dimension"] == [3, 3, 24, 4]
+    assert model.layer_shapes[6] == (24, 16, 16)
+    assert model.layer_specs[7]["filter_dimension"] == [3, 3, 24, 4]
     check_shapes(model)
 
 
@@ -323,8 +323,8 @@ def test_copy_connection_nested_pairs_last_saved_first():
     model.add_upsampling_layer(2, 4, 2)
     model.add_copy_connection("load")  # 4 + 4
     model.add_output_layer()
-    assert model._builder.shapes[8] == (16, 8, 8)
-    assert model._builder.shapes[10] == (8, 16, 16)
+    assert model.layer_shapes[8] == (16, 8, 8)
+    assert model.layer_shapes[10] == (8, 16, 16)
     check_shapes(model)
 
 
@@ -357,7 +357,7 @@ def test_paral_conv_block_concatenates_both_branches():
     model = new_model(15, 15, 3)
     model.add_paral_conv_block([3, 3, 3, 8], [5, 5, 3, 4])
     model.add_output_layer()
-    assert model._builder.shapes[1] == (12, 15, 15)
+    assert model.layer_shapes[1] == (12, 15, 15)
     check_shapes(model)
 
 
@@ -382,7 +382,7 @@ def test_output_is_resized_to_the_input_when_pooling_is_not_undone():
     model.add_convolutional_layer([3, 3, 3, 8], 2, "relu")
     model.add_pooling_layer(2, 2)
     model.add_output_layer()
-    assert model._builder.shapes[2] == (8, 4, 4)
+    assert model.layer_shapes[2] == (8, 4, 4)
     assert check_shapes(model) == (2, 1, 15, 15)
 
 
@@ -399,7 +399,7 @@ def test_network_accepts_other_input_sizes():
     model.add_convolutional_layer([4, 4, 3, 4], 2, "relu")
     model.add_upsampling_layer(3, 4, 2)
     model.add_output_layer()
-    network = model._build_network()
+    network = model.build_network()
     with torch.no_grad():
         assert network(torch.rand(1, 3, 21, 13)).shape == (1, 1, 21, 13)
 
@@ -407,8 +407,8 @@ def test_network_accepts_other_input_sizes():
 def test_segmentation_network_from_specs_matches_model():
     model = new_model(16, 16, 3)
     add_seed_network_after_input(model)
-    network = SegmentationNetwork(model._builder.specs, (3, 16, 16), 1)
-    assert network.shapes == model._builder.shapes
+    network = SegmentationNetwork(model.layer_specs, (3, 16, 16), 1)
+    assert network.shapes[:-1] == model.layer_shapes[:-1]
     assert sum(p.numel() for p in network.parameters()) == (
         (3 * 9 * 16 + 16) + (16 * 9 * 32 + 32) + (32 * 25 * 32 + 32) + (32 + 1)
     )
@@ -469,7 +469,7 @@ def test_incomplete_network_cannot_be_built():
     model = new_model()
     model.add_convolutional_layer([3, 3, 3, 8], 1, "relu")
     with pytest.raises(RuntimeError, match=r"network is not complete"):
-        model._build_network()
+        model.build_network()
 
 
 @pytest.mark.parametrize(
@@ -513,7 +513,7 @@ def test_layer_argument_validation(call, error, pattern):
     model = new_model()
     with pytest.raises(error, match=pattern):
         call(model)
-    assert len(model._builder.specs) == 1  # nothing was added
+    assert len(model.layer_specs) == 1  # nothing was added
 
 
 def test_activation_names_are_case_insensitive_and_none_is_linear():
@@ -521,7 +521,7 @@ def test_activation_names_are_case_insensitive_and_none_is_linear():
     model.add_convolutional_layer([3, 3, 3, 4], 1, "ReLU")
     model.add_convolutional_layer([3, 3, 4, 4], 1, None)
     model.add_convolutional_layer([3, 3, 4, 4], 1, "SELU")
-    assert [s["activation_function"] for s in model._builder.specs[1:]] == ["relu", "linear", "selu"]
+    assert [s["activation_function"] for s in model.layer_specs[1:]] == ["relu", "linear", "selu"]
 
 
 # ------------------------------------------------------------------------------------------ debug print
@@ -557,8 +557,8 @@ def test_seed_network_shapes():
     model = dpp.SemanticSegmentationModel()
     model.set_image_dimensions(64, 64, 3)
     add_seed_network(model)
-    assert model._builder.finished
-    assert model._builder.shapes[:4] == [(3, 64, 64), (16, 64, 64), (32, 64, 64), (32, 64, 64)]
+    assert model.layer_specs[-1]["kind"] == "output"
+    assert model.layer_shapes[:4] == [(3, 64, 64), (16, 64, 64), (32, 64, 64), (32, 64, 64)]
     check_shapes(model)
 
 
@@ -566,7 +566,7 @@ def test_pooled_network_output_is_bilinear_resize_of_the_small_logits():
     model = new_model(8, 8, 1)
     model.add_pooling_layer(2, 2, "avg")
     model.add_output_layer()
-    network = model._build_network()
+    network = model.build_network()
     x = torch.rand(1, 1, 8, 8)
     with torch.no_grad():
         small = network.layers[2](F.avg_pool2d(x, 2))

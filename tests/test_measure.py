@@ -43,6 +43,9 @@ def assert_same_as_regionprops(record: dict, mask: np.ndarray) -> None:
     assert record["minor_axis_px"] == pytest.approx(region.axis_minor_length, rel=1e-9)
     assert record["eccentricity"] == pytest.approx(region.eccentricity, rel=1e-9, abs=1e-12)
     assert (record["centroid_y"], record["centroid_x"]) == pytest.approx(region.centroid, rel=1e-9)
+    expected = math.degrees(region.orientation) - 90.0
+    expected = expected + 180.0 if expected <= -90.0 else expected
+    assert record["orientation_deg"] == pytest.approx(expected, abs=1e-7)
 
 
 def test_disc_known_answers():
@@ -266,3 +269,26 @@ def test_cell_ids():
     assert measure.parse_cell_id("AA1", (30, 2)) == (26, 0)
     with pytest.raises(ValueError, match=r"`empty`: 'A7' is not a cell of a 4x6 grid"):
         measure.parse_cell_id("A7", (4, 6), "empty")
+
+
+def test_many_plants_match_regionprops_one_by_one():
+    """The ellipse figures are summed for all plants in one pass: each plant still matches its own regionprops."""
+    rng = np.random.default_rng(4)
+    mask = np.zeros((160, 200), dtype=bool)
+    ys, xs = np.mgrid[:160, :200]
+    for _ in range(9):
+        cy, cx, ry, rx, t = (
+            rng.uniform(15, 145),
+            rng.uniform(15, 185),
+            *rng.uniform(3, 12, 2),
+            rng.uniform(0, 3),
+        )
+        u, v = (
+            (xs - cx) * math.cos(t) + (ys - cy) * math.sin(t),
+            -(xs - cx) * math.sin(t) + (ys - cy) * math.cos(t),
+        )
+        mask |= (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
+    result = measure.measure_plants(np.zeros((160, 200, 3), np.uint8), mask, merge_distance=0)
+    assert len(result.plants) >= 5
+    for number, record in enumerate(result.plants, start=1):
+        assert_same_as_regionprops(record, result.labels == number)

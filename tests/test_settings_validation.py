@@ -86,7 +86,7 @@ GOOD = [
 def test_good_values_are_accepted_and_stored(model, setter, args, stored):
     getattr(model, setter)(*args)
     for attribute, value in stored.items():
-        assert getattr(model._settings, attribute) == value
+        assert getattr(model.settings, attribute) == value
 
 
 def test_every_public_setter_is_covered():
@@ -211,11 +211,11 @@ def test_a_rejected_value_leaves_the_setting_unchanged(model):
     model.set_batch_size(4)
     with pytest.raises(ValueError):
         model.set_batch_size(0)
-    assert model._settings.batch_size == 4
+    assert model.settings.batch_size == 4
 
 
 def test_defaults_match_dpp():
-    settings = dpp.SemanticSegmentationModel()._settings
+    settings = dpp.SemanticSegmentationModel().settings
     assert (settings.batch_size, settings.learning_rate, settings.optimizer) == (1, 0.001, "adam")
     assert (settings.test_split, settings.validation_split) == (0.10, 0.10)
     assert settings.weight_initializer == "xavier"
@@ -236,15 +236,15 @@ def test_defaults_match_dpp():
 def test_num_classes_switches_a_cross_entropy_loss(model, loss, classes, expected):
     model.set_loss_function(loss)
     model.set_num_segmentation_classes(classes)
-    assert model._settings.loss_function == expected
+    assert model.settings.loss_function == expected
 
 
 def test_num_classes_back_to_binary_restores_sigmoid(model):
     model.set_num_segmentation_classes(4)
-    assert model._settings.loss_function == "softmax cross entropy"
+    assert model.settings.loss_function == "softmax cross entropy"
     model.set_num_segmentation_classes(2)
-    assert model._settings.loss_function == "sigmoid cross entropy"
-    assert model._settings.binary
+    assert model.settings.loss_function == "sigmoid cross entropy"
+    assert model.settings.binary
 
 
 def test_settings_round_trip_through_dict():
@@ -254,6 +254,30 @@ def test_settings_round_trip_through_dict():
     back = Settings.from_dict(data)
     assert back.batch_size == 3 and back.optimizer == "sgd" and back.class_weights == [1.0, 2.0]
     assert back.extra == {"option_from_a_newer_version": 1}
+
+
+def test_settings_from_dict_is_held_to_the_setters_rules():
+    data = Settings().to_dict()
+    data["batch_size"] = 0
+    with pytest.raises(
+        ValueError, match=r"^Settings are not valid: .*`batch_size`.*Correct the key `batch_size`"
+    ):
+        Settings.from_dict(data)
+    with pytest.raises(TypeError, match=r"Settings hold list, not a JSON object"):
+        Settings.from_dict([1, 2])
+    data = Settings().to_dict()
+    data["loss_function"] = "Sigmoid Cross-Entropy"
+    assert (
+        Settings.from_dict(data).loss_function == "sigmoid cross entropy"
+    )  # made canonical, as the setter does
+
+
+def test_settings_validate_themselves():
+    with pytest.raises(ValueError, match=r"`optimizer`: expected one of"):
+        Settings(optimizer="adamw2")
+    with pytest.raises(TypeError, match=r"`extra`"):
+        Settings(extra=[1])
+    assert Settings(learning_rate=1).learning_rate == 1.0
 
 
 # ------------------------------------------------------------------------------------------ constructor

@@ -73,11 +73,11 @@ def test_no_checkpoint_without_save_checkpoints(tmp_path, tiny_dataset):
 def test_architecture_and_settings_json(trained):
     state, _, _, model = trained
     arch = json.loads((state / "architecture.json").read_text())
-    assert arch["layers"] == model._builder.specs
+    assert arch["layers"] == model.layer_specs
     assert [layer["kind"] for layer in arch["layers"]] == ["input", "conv", "conv", "conv", "output"]
     assert arch["input_shape"] == [3, 64, 64] and arch["out_channels"] == 1 and arch["num_classes"] == 2
     settings = Settings.from_dict(json.loads((state / "settings.json").read_text()))
-    assert settings == model._settings
+    assert settings == model.settings
     split = json.loads((state / "split.json").read_text())
     assert len(split["test"]) == 2 and len(split["train"]) == 6
 
@@ -85,7 +85,7 @@ def test_architecture_and_settings_json(trained):
 def test_safetensors_file_loads_with_safetensors(trained):
     state, files, expected, model = trained
     weights = load_file(str(state / "model.safetensors"))
-    network = model._build_network()
+    network = model.build_network()
     assert set(weights) == set(network.state_dict())
     for key, value in network.state_dict().items():
         torch.testing.assert_close(weights[key], value, rtol=0, atol=0)
@@ -293,4 +293,5 @@ def test_shut_down_twice_is_safe(trained):
     model = dpp.load_model(state)
     model.shut_down()
     model.shut_down()
-    assert model._network is None
+    with pytest.raises(RuntimeError, match=r"shut down"):
+        model.build_network()  # the network was released

@@ -11,8 +11,11 @@ import math
 import os
 import warnings
 from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +24,7 @@ import torch.nn.functional as F
 from deepplantphenomics.data.io import (
     IGNORE_INDEX,
     ImageReadError,
+    decoding_in_threads,
     depth_conversion,
     is_image_file,
     match_depth,
@@ -495,6 +499,86 @@ class InMemoryData:
         return as_float(self.images[rows])
 
 
+# Threads decoding files at once: Pillow and zlib release the GIL while they decode, and torch while it
+# resizes, so a few threads use the cores that the single-threaded decoders would leave idle.
+DECODE_THREADS = 4
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def map_decoding(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[function(item) for item in items]``, run by up to ``DECODE_THREADS`` threads, for functions that
+    decode image files: warnings are handled as :func:`~deepplantphenomics.data.io.decoding_in_threads` says,
+    and the first exception raised is raised here."""
+    threads = min(DECODE_THREADS, os.cpu_count() or 1, len(items))
+    with decoding_in_threads():
+        if threads <= 1:
+            return [function(item) for item in items]
+        with ThreadPoolExecutor(threads, thread_name_prefix="dpp-decode") as pool:
+            return list(pool.map(function, items))
+
+
+@dataclass
+class _Decoded:
+    """One pair as ``_load_pair`` leaves it: tensors and what the report counts, or the problem found."""
+
+    image: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    mode: str = ""
+    zero_one: bool = False
+    ignore: bool = False
+    problem: str | None = None
+
+
+def _load_pair(
+    image_path: Path,
+    mask_path: Path,
+    depth: int,
+    num_classes: int,
+    size: tuple[int, int] | None,
+    resize: bool,
+    crop_pad: bool,
+) -> _Decoded:
+    """Decode one pair, check it and bring it to ``size``; a problem is returned, not raised."""
+    out = _Decoded()
+    try:
+        raw, out.mode = read_image_and_mode(image_path)
+        raw = match_depth(raw, depth, image_path)
+        if num_classes == 2:
+            mask_np, zero_one = read_binary_mask(mask_path)
+            out.ignore = zero_one and bool(np.any(mask_np == IGNORE_INDEX))
+            out.zero_one = zero_one and not out.ignore
+        else:
+            mask_np = read_class_mask(mask_path, num_classes)
+    except (ImageReadError, ValueError, FileNotFoundError) as exc:
+        return _Decoded(problem=str(exc))
+    if raw.shape[:2] != mask_np.shape:
+        return _Decoded(
+            problem=f"image '{image_path}' is {raw.shape[0]}x{raw.shape[1]} (HxW) but its mask '{mask_path}' is "
+            f"{mask_np.shape[0]}x{mask_np.shape[1]}"
+        )
+    image = to_tensor_image(raw)
+    mask = torch.from_numpy(mask_np)
+    if size is not None and tuple(image.shape[-2:]) != size:
+        if resize:
+            image = resize_image_tensor(image, *size)
+            mask = resize_mask_tensor(mask, *size)
+        elif crop_pad:
+            image = crop_or_pad(image, *size, 0.0)
+            mask = crop_or_pad(mask, *size, IGNORE_INDEX)
+        else:
+            return _Decoded(
+                problem=f"image '{image_path}' is {image.shape[-2]}x{image.shape[-1]} but the network input is "
+                f"{size[0]}x{size[1]}: call set_resize_images(True) or set_crop_or_pad_images(True)"
+            )
+    if raw.dtype == np.uint8:
+        image = image.mul_(255.0).round_().to(torch.uint8)  # exact: it held k/255 values
+    out.image, out.mask = image, mask
+    return out
+
+
 def load_pairs(
     pairs: list[tuple[Path, Path]],
     depth: int,
@@ -503,57 +587,32 @@ def load_pairs(
     resize: bool,
     crop_pad: bool,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], LoadReport]:
-    """Decode every pair once, check it, and bring it to ``size`` (None keeps full resolution).
+    """Decode every pair once (``DECODE_THREADS`` at a time), check it, and bring it to ``size`` (None keeps
+    full resolution).
 
     Returns:
         (images as (C, H, W) uint8 tensors for 8-bit files, float32 in [0, 1] otherwise;
-        masks as (H, W) uint8 tensors; report).
+        masks as (H, W) uint8 tensors; report), in the order of ``pairs``.
 
     Raises:
         ValueError: listing every unreadable file, image/mask size mismatch and bad mask at once.
     """
     report = LoadReport(pairs=len(pairs))
     images, masks, problems = [], [], []
-    for image_path, mask_path in pairs:
-        try:
-            raw, mode = read_image_and_mode(image_path)
-            raw = match_depth(raw, depth, image_path)
-            report.modes.setdefault(mode, []).append(image_path.name)
-            if num_classes == 2:
-                mask_np, zero_one = read_binary_mask(mask_path)
-                ignore = zero_one and bool(np.any(mask_np == IGNORE_INDEX))
-                report.zero_one_masks += int(zero_one and not ignore)
-                report.ignore_masks += int(ignore)
-            else:
-                mask_np = read_class_mask(mask_path, num_classes)
-        except (ImageReadError, ValueError, FileNotFoundError) as exc:
-            problems.append(str(exc))
+
+    def load(pair: tuple[Path, Path]) -> _Decoded:
+        return _load_pair(*pair, depth, num_classes, size, resize, crop_pad)
+
+    decoded = map_decoding(load, pairs)
+    for (image_path, _), item in zip(pairs, decoded):
+        if item.problem is not None:
+            problems.append(item.problem)
             continue
-        if raw.shape[:2] != mask_np.shape:
-            problems.append(
-                f"image '{image_path}' is {raw.shape[0]}x{raw.shape[1]} (HxW) but its mask '{mask_path}' is "
-                f"{mask_np.shape[0]}x{mask_np.shape[1]}"
-            )
-            continue
-        image = to_tensor_image(raw)
-        mask = torch.from_numpy(mask_np)
-        if size is not None and tuple(image.shape[-2:]) != size:
-            if resize:
-                image = resize_image_tensor(image, *size)
-                mask = resize_mask_tensor(mask, *size)
-            elif crop_pad:
-                image = crop_or_pad(image, *size, 0.0)
-                mask = crop_or_pad(mask, *size, IGNORE_INDEX)
-            else:
-                problems.append(
-                    f"image '{image_path}' is {image.shape[-2]}x{image.shape[-1]} but the network input is "
-                    f"{size[0]}x{size[1]}: call set_resize_images(True) or set_crop_or_pad_images(True)"
-                )
-                continue
-        if raw.dtype == np.uint8:
-            image = image.mul_(255.0).round_().to(torch.uint8)  # exact: it held k/255 values
-        images.append(image)
-        masks.append(mask)
+        report.modes.setdefault(item.mode, []).append(image_path.name)
+        report.zero_one_masks += int(item.zero_one)
+        report.ignore_masks += int(item.ignore)
+        images.append(item.image)
+        masks.append(item.mask)
     if problems:
         raise ValueError(f"{len(problems)} problem(s) in the dataset:\n  - " + "\n  - ".join(problems))
     if len(report.modes) > 1:

@@ -121,10 +121,17 @@ def not_found(path: str | os.PathLike) -> FileNotFoundError:
     return FileNotFoundError(f"No such file or folder: '{path}'.")
 
 
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+_threaded_section = False  # decoding_in_threads is active: it handles the decoders' warnings itself
+
+
 @contextlib.contextmanager
 def _quiet_decoders() -> Iterator[None]:
     # Decoders warn (and tifffile logs) about damaged files before failing; those messages are noise for the
     # user, who gets one error naming the file instead.
+    if _threaded_section:
+        yield
+        return
     tiff_logger = logging.getLogger("tifffile")
     was_disabled, tiff_logger.disabled = tiff_logger.disabled, True
     try:
@@ -133,6 +140,33 @@ def _quiet_decoders() -> Iterator[None]:
             yield
     finally:
         tiff_logger.disabled = was_disabled
+
+
+@contextlib.contextmanager
+def decoding_in_threads() -> Iterator[None]:
+    """Around reading files in several threads at once (entered by one thread, which waits for the others).
+
+    Python's warning filters are global: one thread silencing the decoders' noise (as ``_quiet_decoders``
+    does) would hide, or fail to restore around, another thread's warnings. Within this section the warnings
+    of every thread are recorded instead; when it ends, the library's own (a non-finite pixel) are issued
+    again in the calling thread and the decoders' are dropped.
+    """
+    global _threaded_section
+    tiff_logger = logging.getLogger("tifffile")
+    was_disabled, tiff_logger.disabled = tiff_logger.disabled, True
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _threaded_section = True
+            try:
+                yield
+            finally:
+                _threaded_section = False
+    finally:
+        tiff_logger.disabled = was_disabled
+    for record in caught:
+        if Path(record.filename).resolve().is_relative_to(_PACKAGE_DIR):
+            warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
 
 
 def _read_raw(path: Path, mask: bool) -> tuple[np.ndarray, str]:
