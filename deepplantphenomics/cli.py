@@ -671,12 +671,11 @@ def segment(
     names += [RESULTS_CSV] if "csv" in outputs or sharded else []
     names += [f".{RESULTS_CSV}.rank{r}" for r in range(distributed.world_size())] if sharded else []
     names += ["report.html"] if report else []
-    # Every rank checks before any writes (the same answer everywhere), then the main rank lists the names.
-    _claim_outputs(out_dir, names, "dpp segment", write=False)
+    # Every rank checks before any rank writes (the same answer everywhere; the main rank checks and lists the
+    # names in one go), then all wait, so no rank's first output can meet another rank's check.
+    _claim_outputs(out_dir, names, "dpp segment", write=distributed.is_main())
     if sharded:
         distributed.barrier()
-    if distributed.is_main():
-        _claim_outputs(out_dir, names, "dpp segment")
     all_files, files = files, distributed.shard(files)
     settings = {
         "method": method,
@@ -1247,23 +1246,13 @@ def measure(
             measuring.check_grid_fits(tray, image.shape[0], image.shape[1], "--grid")
         result = measuring.measure_plants(image, mask, **options)
         _save_png(out_dir / f"{stems[path]}_plants.png", measuring.draw_plants(image, result))
+        name = printable(path)
         for record in result.plants:
-            plants_log.write(
-                [printable(path), *(measuring.csv_value(record[c]) for c in measuring.PLANT_COLUMNS)]
-            )
+            plants_log.write([name, *(measuring.csv_value(record[c]) for c in measuring.PLANT_COLUMNS)])
         found = sum(1 for record in result.plants if record["area_px"])
         grid_text = "" if result.grid is None else f"{result.grid[0]}x{result.grid[1]}"
-        photos_log.write(
-            [
-                printable(path),
-                image.shape[1],
-                image.shape[0],
-                found,
-                result.specks,
-                result.speck_pixels,
-                grid_text,
-            ]
-        )
+        height, width = image.shape[:2]
+        photos_log.write([name, width, height, found, result.specks, result.speck_pixels, grid_text])
         counts["photos"] += 1
         counts["plants"] += found
 
