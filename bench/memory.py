@@ -18,8 +18,16 @@ the parent drawing the test images:
   the last bytes of that same array until the tile loop overwrites it, so it costs nothing more; while the file
   is read, Pillow's own decoded copy (4 bytes per pixel for RGB) exists beside it, before the loop starts.
 
+- ``segment_MP``: the vegetation tool on 4:3 photos of MP = 5 and 50 megapixels (``--segment-megapixels``):
+  ``tools.segment_vegetation([photo], method=...)`` for ``network`` and ``exg`` (one photo), and
+  ``dpp segment FOLDER --out DIR`` (default outputs: masks, cut-outs, overlays, CSV) of a folder of
+  ``--segment-photos`` such photos (default 3). The returned float32 mask (4 bytes per pixel) and the decoded
+  photo (3) are the tool's unavoidable part; ``pixels_mb`` is one photo's pixel count in MiB, so peak /
+  pixels_mb is the bytes per pixel. ``--baseline DIR`` also runs these cases with another copy of the package
+  (e.g. ``git archive main deepplantphenomics | tar -x -C DIR``), for a before/after on the same machine.
+
 Usage: ``python bench/memory.py [--max-images 1000] [--max-megapixels 50] [--cases tiled]``; prints one JSON
-line. ``--cases`` runs only some of ``train``, ``infer`` and ``tiled`` (default: all).
+line. ``--cases`` runs only some of ``train``, ``infer``, ``tiled`` and ``segment`` (default: all).
 """
 
 from __future__ import annotations
@@ -128,7 +136,57 @@ def tiled_worker(args: argparse.Namespace) -> dict:
     }
 
 
-WORKERS = {"train": train_worker, "infer": infer_worker, "tiled": tiled_worker}
+def segment_worker(args: argparse.Namespace) -> dict:
+    from deepplantphenomics import tools
+
+    files = image_files(Path(args.data))
+    before = current_rss_mb()
+    start = time.perf_counter()
+    if args.segment_case == "dpp_segment":
+        from deepplantphenomics.cli import main as dpp
+
+        try:
+            dpp(["segment", args.data, "--out", args.work], standalone_mode=False)
+        except SystemExit as exit_:
+            if exit_.code:
+                raise
+    else:
+        tools.segment_vegetation(files[:1], method=args.segment_case)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rss_before_mb": before, "peak_rss_mb": peak_rss_mb()}
+
+
+def segment_cases(args: argparse.Namespace, root: Path) -> dict:
+    """Peak memory of the vegetation tool and ``dpp segment`` on big photos (fresh process per case)."""
+    out: dict = {}
+    versions = {"": None, "baseline_": args.baseline} if args.baseline else {"": None}
+    for megapixels in args.segment_megapixels:
+        height, width = four_by_three(megapixels)
+        folder = root / f"segment_{megapixels:g}"
+        images_dir, _ = write_images(folder, args.segment_photos, height, width, distinct=1, masks=False)
+        cases = {}
+        for prefix, package in versions.items():
+            env = (
+                {"PYTHONPATH": os.pathsep.join([package, os.environ.get("PYTHONPATH", "")])}
+                if package
+                else {}
+            )
+            for case in ("network", "exg", "dpp_segment"):
+                work = ["--data", str(images_dir), "--work", str(root / f"out_{prefix}{case}_{megapixels:g}")]
+                result = run_worker(SCRIPT, ["--worker", "segment", "--segment-case", case, *work], env=env)
+                cases[prefix + case] = rounded(result)
+        out[f"{megapixels:g}"] = {
+            "size": f"{width}x{height}",
+            "pixels_mb": round(height * width / 2**20, 1),
+            "photos_in_folder": args.segment_photos,
+            **cases,
+        }
+        for path in images_dir.glob("*.png"):
+            path.unlink()
+    return out
+
+
+WORKERS = {"train": train_worker, "infer": infer_worker, "tiled": tiled_worker, "segment": segment_worker}
 
 
 def link_subset(source: Path, target: Path, count: int) -> Path:
@@ -167,6 +225,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=sorted(WORKERS),
         help="cases to run (default: all)",
     )
+    parser.add_argument("--segment-megapixels", type=float, nargs="+", default=[5, 50])
+    parser.add_argument("--segment-photos", type=int, default=3, help="photos in dpp segment's folder")
+    parser.add_argument("--baseline", help="segment cases: also run another copy of the package (a folder)")
+    parser.add_argument("--segment-case", choices=("network", "exg", "dpp_segment"), help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -215,6 +277,8 @@ def main(argv: list[str] | None = None) -> None:
                 path.unlink()  # the 50 MP file is large; free the space before the next one
         if tiled:
             out["tiled"] = tiled
+        if "segment" in args.cases:
+            out["segment"] = segment_cases(args, root)
     if "5" in tiled and "50" in tiled:
         ratio = tiled["50"]["peak_rss_mb"] / tiled["5"]["peak_rss_mb"]
         out["tiled_peak_ratio_50mp_5mp"] = round(ratio, 3)

@@ -24,6 +24,7 @@ SCRIPTS = (
     "flops",
     "end_to_end",
     "bf16_accuracy",
+    "segment_speed",
 )
 
 # Tiny sizes that keep every code path but finish in seconds; the figures mean nothing.
@@ -41,10 +42,14 @@ QUICK_ARGS: dict[str, list[str]] = {
     "end_to_end": "--rounds 1 --epochs 1 --images 4 --size 32 --source-size 48 64".split(),
     "bf16_accuracy": "--epochs 1 --train-images 4 --unseen-images 1 --size 32".split(),
     "tiled_inference": "--rounds 1 --images 1 --height 72 --width 96 --tile 32".split(),
-    "memory": "--image-counts 8 --megapixels 0.005 --size 32 --infer-images 4 --source-size 48 64".split(),
+    "memory": (
+        "--image-counts 8 --megapixels 0.005 --size 32 --infer-images 4 --source-size 48 64 "
+        "--segment-megapixels 0.01 --segment-photos 2"
+    ).split(),
     "flops": (
         "--rounds 1 --size 32 --steps 2 --warmup 1 --matmul-size 128 --matmul-repeats 2 --source-size 48 64"
     ).split(),
+    "segment_speed": "--rounds 1 --photos 2 --method exg --height 48 --width 64".split(),
 }
 
 

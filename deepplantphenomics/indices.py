@@ -22,13 +22,16 @@ import numpy as np
 from deepplantphenomics.postprocess import threshold_otsu
 from deepplantphenomics.settings import check_choice
 
-__all__ = ["INDEX_METHODS", "cive", "excess_green", "index_mask"]
+__all__ = ["INDEX_METHODS", "cive", "excess_green", "index_mask", "index_plant"]
 
 INDEX_METHODS = ("exg", "cive")
 
 # Kataoka et al.'s coefficients apply to 8-bit R, G, B values.
 _CIVE_WEIGHTS = np.array([0.441, -0.811, 0.385], dtype=np.float64)
 _CIVE_OFFSET = 18.78745
+# Rows of an image computed at once: the float64 work arrays (about 60 bytes per pixel) then stay a few MiB,
+# and only the float32 index map (4 bytes per pixel) is image-sized.
+_BAND_PIXELS = 1 << 18
 
 
 def _rgb_255(image: object) -> np.ndarray:
@@ -38,6 +41,16 @@ def _rgb_255(image: object) -> np.ndarray:
         TypeError: ``image`` is not a numeric numpy array.
         ValueError: ``image`` is not (H, W, 3) (or (H, W, 4), alpha dropped).
     """
+    _check_rgb(image)
+    rgb = image[:, :, :3].astype(np.float64)
+    if image.dtype == np.uint16:
+        rgb *= 255.0 / 65535.0
+    elif np.issubdtype(image.dtype, np.floating) and rgb.size and float(rgb.max()) <= 1.0:
+        rgb *= 255.0  # float images in [0, 1], as the library's loaders produce them
+    return rgb
+
+
+def _check_rgb(image: object) -> None:
     if not isinstance(image, np.ndarray):
         raise TypeError(
             f"Invalid value for argument `image`: expected a numpy array of shape (H, W, 3), received "
@@ -53,12 +66,6 @@ def _rgb_255(image: object) -> np.ndarray:
             f"Invalid value for argument `image`: expected an RGB array of shape (H, W, 3), received shape "
             f"{image.shape}."
         )
-    rgb = image[:, :, :3].astype(np.float64)
-    if image.dtype == np.uint16:
-        rgb *= 255.0 / 65535.0
-    elif np.issubdtype(image.dtype, np.floating) and rgb.size and float(rgb.max()) <= 1.0:
-        rgb *= 255.0  # float images in [0, 1], as the library's loaders produce them
-    return rgb
 
 
 def excess_green(image: np.ndarray) -> np.ndarray:
@@ -105,6 +112,42 @@ def cive(image: np.ndarray) -> np.ndarray:
     return (-(rgb @ _CIVE_WEIGHTS + _CIVE_OFFSET)).astype(np.float32)
 
 
+def _index_map(image: np.ndarray, method: str) -> np.ndarray:
+    """The index as float32 (H, W), computed in bands of rows: the same values as the whole-image formula."""
+    _check_rgb(image)
+    formula = excess_green if method == "exg" else cive
+    if np.issubdtype(image.dtype, np.floating):
+        return formula(image)  # how floats are scaled depends on the whole image's maximum
+    height, width = image.shape[:2]
+    out = np.empty((height, width), dtype=np.float32)
+    rows = max(1, _BAND_PIXELS // width)
+    for top in range(0, height, rows):
+        out[top : top + rows] = formula(image[top : top + rows])
+    return out
+
+
+def index_plant(image: np.ndarray, method: str) -> np.ndarray:
+    """Plant pixels by a colour index cut at Otsu's threshold, as a bool (H, W) map (1 byte per pixel).
+
+    The same pixels as :func:`index_mask`; the index is computed band by band, so a 50 MP photo needs its
+    index map (4 bytes per pixel) and this result beside the photo, not the whole-image float64 arrays.
+
+    Args:
+        image: (H, W, 3) RGB array, uint8, uint16 or float.
+        method: 'exg' (Excess Green) or 'cive' (CIVE); case-insensitive.
+
+    Returns:
+        bool (H, W), True where the index is above Otsu's threshold.
+
+    Raises:
+        TypeError, ValueError: as :func:`index_mask`.
+    """
+    method = check_choice("method", method, INDEX_METHODS)
+    values = _index_map(image, method)
+    threshold = threshold_otsu(values)
+    return np.greater(values, threshold, out=np.empty(values.shape, dtype=np.bool_))
+
+
 def index_mask(image: np.ndarray, method: str) -> np.ndarray:
     """Plant mask from a colour index cut at Otsu's threshold (``deepplantphenomics.postprocess``).
 
@@ -120,7 +163,4 @@ def index_mask(image: np.ndarray, method: str) -> np.ndarray:
         TypeError: ``image`` is not a numeric array, or ``method`` is not a str.
         ValueError: ``image`` is not (H, W, 3), or ``method`` is not 'exg' or 'cive'.
     """
-    method = check_choice("method", method, INDEX_METHODS)
-    values = excess_green(image) if method == "exg" else cive(image)
-    threshold = threshold_otsu(values)
-    return (values > threshold).astype(np.float32)
+    return index_plant(image, method).astype(np.float32)

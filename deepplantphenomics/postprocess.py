@@ -286,9 +286,12 @@ def apply_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         )
     plane = _plane("mask", _as_array("mask", mask))
     _check_same_size(picture, plane)
-    out = picture.copy()
-    out[~_foreground(plane)] = 0
-    return out
+    keep = _foreground(plane)
+    if picture.ndim == 3:
+        keep = keep[:, :, None]
+    # np.where, not out[~keep] = 0: a boolean index of a big photo builds int64 indices of every background
+    # pixel (16 bytes each), the where only its result.
+    return np.where(keep, picture, picture.dtype.type(0))
 
 
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:

@@ -61,8 +61,8 @@ def save_training_curves(
     """Plot a training run's per-epoch history into ``directory/filename`` (PNG).
 
     Panels: training and validation loss; validation IoU and Dice (when there was a validation split);
-    learning rate. Drawn with matplotlib's Agg canvas directly, so no global backend is changed (a notebook
-    user's plots are left alone).
+    learning rate (only when it changed during the run: a constant rate would be a flat line). Drawn with
+    matplotlib's Agg canvas directly, so no global backend is changed (a notebook user's plots are left alone).
 
     Args:
         history: one record per epoch, as ``TrainingRun.run`` returns: ``epoch``, ``train_loss``,
@@ -97,7 +97,7 @@ def save_training_curves(
     scores = [("IoU", series("val_iou")), ("Dice", series("val_dice"))]
     if any(values is not None for _, values in scores):
         panels.append(("validation score", [(label, v) for label, v in scores if v is not None]))
-    if (rates := series("learning_rate")) is not None:
+    if (rates := series("learning_rate")) is not None and min(rates) != max(rates):
         panels.append(("learning rate", [("learning rate", rates)]))
     panels = [(title, lines) for title, lines in panels if lines]
 
@@ -138,6 +138,8 @@ class ReportRow:
     thumbnail_size: tuple[int, int]  # (width, height)
     link: str | None = None
     scores: dict[str, float] | None = None
+    true_fraction: float | None = None  # evaluations: the true mask's plant fraction
+    area_ratio: float | None = None  # evaluations: predicted / true plant pixels (None: no true plant)
 
 
 def _thumbnail_size(height: int, width: int, limit: int) -> tuple[int, int]:
@@ -247,7 +249,7 @@ class ResultsReport:
             plant = plant[:, :, 0]
         plant = plant > 0
         height, width = plant.shape
-        scores = None
+        scores = true_pixels = None
         if self.evaluation:
             if truth is None:
                 raise ValueError(f"An evaluation report needs the true mask of '{file}'.")
@@ -256,6 +258,7 @@ class ResultsReport:
                 truth = truth[:, :, 0]
             full = binary_scores(plant, truth)
             scores = {k: float(full[k]) for k in SCORE_KEYS}
+            true_pixels = int(np.count_nonzero(truth))
         else:
             truth = None
         thumbnail = overlay_thumbnail(image, plant, truth, self.thumbnail_size)
@@ -271,6 +274,8 @@ class ResultsReport:
             thumbnail_size=(thumbnail.shape[1], thumbnail.shape[0]),
             link=link,
             scores=scores,
+            true_fraction=None if true_pixels is None else true_pixels / (width * height),
+            area_ratio=pixels / true_pixels if true_pixels else None,
         )
         self.rows.append(row)
         return row
@@ -301,11 +306,16 @@ class ResultsReport:
         return sorted(self.rows, key=lambda r: (r.scores["dice"], r.scores["iou"], r.index))
 
     def summary(self) -> dict[str, float]:
-        """Means over the images: plant fraction, and the scores for evaluations."""
+        """Means over the images: plant fraction, and for evaluations the true plant fraction, the scores and
+        ``area_ratio``, the mean predicted fraction over the mean true one (absent when no image has plant in
+        its true mask)."""
         if not self.rows:
             return {}
         out = {"plant_fraction": math.fsum(r.plant_fraction for r in self.rows) / len(self.rows)}
         if self.evaluation:
+            out["true_fraction"] = math.fsum(r.true_fraction for r in self.rows) / len(self.rows)
+            if out["true_fraction"] > 0:
+                out["area_ratio"] = out["plant_fraction"] / out["true_fraction"]
             for key in SCORE_KEYS:
                 out[key] = math.fsum(r.scores[key] for r in self.rows) / len(self.rows)
         return out
@@ -326,6 +336,10 @@ _COLUMNS_SEGMENT = [
     ("file", "file", "text"),
     ("size", "size (W × H)", "number"),
     ("plant_fraction", "plant fraction", "number"),
+]
+_COLUMNS_AREA = [
+    ("true_fraction", "true fraction", "number"),
+    ("area_ratio", "area ratio (predicted / true)", "number"),
 ]
 _COLUMNS_SCORES = [
     ("dice", "Dice", "number"),
@@ -412,9 +426,19 @@ def _cell(value: Any, text: str, css: str | None = None) -> str:
     return f'<td{cls} data-value="{html.escape(str(value), quote=True)}">{html.escape(text)}</td>'
 
 
+def _area_cells(row: ReportRow) -> list[str]:
+    """True fraction and area ratio; an image without true plant has no ratio (sorted as infinitely large)."""
+    ratio = (
+        _cell(repr(row.area_ratio), f"{row.area_ratio:.3f}")
+        if row.area_ratio is not None
+        else _cell("Infinity", "n/a (no true plant)")
+    )
+    return [_cell(repr(row.true_fraction), _fraction(row.true_fraction)), ratio]
+
+
 def _render(report: ResultsReport) -> str:
     e = html.escape
-    columns = _COLUMNS_SEGMENT + (_COLUMNS_SCORES if report.evaluation else [])
+    columns = _COLUMNS_SEGMENT + (_COLUMNS_AREA + _COLUMNS_SCORES if report.evaluation else [])
     first_sorted = "dice" if report.evaluation else "index"
     head = []
     for key, label, kind in columns:
@@ -444,6 +468,7 @@ def _render(report: ResultsReport) -> str:
             _cell(repr(row.plant_fraction), _fraction(row.plant_fraction)),
         ]
         if report.evaluation:
+            cells += _area_cells(row)
             cells += [_cell(repr(row.scores[k]), f"{row.scores[k]:.4f}") for k in SCORE_KEYS]
         body.append(f'<tr data-file="{e(row.file, quote=True)}">' + "".join(cells) + "</tr>")
 
@@ -457,6 +482,9 @@ def _render(report: ResultsReport) -> str:
     if summary:
         parts.append(f"<span>mean plant fraction {_fraction(summary['plant_fraction'])}</span>")
         if report.evaluation:
+            parts.append(f"<span>mean true plant fraction {_fraction(summary['true_fraction'])}</span>")
+            if "area_ratio" in summary:
+                parts.append(f"<span>area ratio (predicted / true) {summary['area_ratio']:.3f}</span>")
             parts += [f"<span>mean {label} {summary[key]:.4f}</span>" for key, label, _ in _COLUMNS_SCORES]
     swatch = '<span class="swatch" style="background: rgb{}"></span>'
     legend = f"{swatch.format(PREDICTION_COLOUR)} predicted plant (tint and outline)"

@@ -22,7 +22,8 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepplantphenomics.data.io import pixel_scale, read_image
-from deepplantphenomics.indices import INDEX_METHODS, index_mask
+from deepplantphenomics.indices import INDEX_METHODS, index_mask, index_plant
 from deepplantphenomics.inference import check_files
 from deepplantphenomics.mask_quality import VegetationQualityWarning, describe, mask_quality, quality_label
 from deepplantphenomics.postprocess import threshold_otsu
@@ -41,11 +42,14 @@ from deepplantphenomics.settings import check_bool, check_choice, check_int
 __all__ = [
     "FAST_INFERENCE",
     "METHODS",
+    "NETWORK_BATCH_PIXELS",
     "WEIGHTS_DIR",
+    "Segmentation",
     "VegetationQualityWarning",
     "model_card",
     "quality_flags",
     "segment_image",
+    "segment_images",
     "segment_vegetation",
     "segment_with_quality",
     "vegetation_probabilities",
@@ -62,6 +66,10 @@ _DEFAULT_INFERENCE = {"mode": "resize", "scale": 0.5, "max_pixels": None, "multi
 # (0.06 against 0.23-0.29 s); held-out Dice 0.9479 / 0.7733 / 0.8614 on CWFID / EWS / peanut against 0.9517 /
 # 0.7783 / 0.8642 (docs/vegetation.md).
 FAST_INFERENCE = {"mode": "resize", "scale": None, "max_pixels": 200_000, "flip": False, "threshold": 0.5}
+# Photos read and predicted together hold at most this many pixels (full size) besides the first one: eight
+# 1296x966 photos (10 MP) as before, one 50 MP photo at a time (each costs about 20 bytes per pixel while its
+# views are made and its probabilities resized back), so memory follows the pixels, not the photo count.
+NETWORK_BATCH_PIXELS = 10_000_000
 
 
 # ------------------------------------------------------------------------------------------- the network
@@ -206,43 +214,135 @@ def network_probabilities(
     Returns:
         One float32 (H, W) tensor of probabilities in [0, 1] per image.
     """
+    height, width = images[0].shape[-2:]
+    if settings.get("mode") == "tiled":
+        return [_tiled_probabilities(network, image, settings) for image in images]
+    sizes = working_sizes(height, width, settings)
+    return _views_probabilities(
+        network, [_views(image, sizes) for image in images], (height, width), settings
+    )
+
+
+def _tiled_probabilities(network: nn.Module, image: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
+    from deepplantphenomics.data.patches import predict_tiled
     from deepplantphenomics.runtime import prepare_input
 
-    height, width = images[0].shape[-2:]
     device = next(network.parameters()).device
-    if settings.get("mode") == "tiled":
-        from deepplantphenomics.data.patches import predict_tiled
+    tile = int(settings.get("tile", 256))
 
-        tile = int(settings.get("tile", 256))
+    def predict(tiles: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(network(prepare_input(tiles, device)).float())
 
-        def predict(tiles: torch.Tensor) -> torch.Tensor:
-            return torch.sigmoid(network(prepare_input(tiles, device)).float())
+    return predict_tiled(predict, image, tile, tile, batch_size=4)[0]
 
-        return [predict_tiled(predict, image, tile, tile, batch_size=4)[0] for image in images]
-    batch = torch.stack(list(images))
+
+def _views(image: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+    """The image at each working size (bilinear, antialiased): all the network needs of a full-size image."""
+    views = []
+    for small_h, small_w in sizes:
+        if (small_h, small_w) == tuple(image.shape[-2:]):
+            views.append(image)
+        else:
+            small = F.interpolate(
+                image[None], size=(small_h, small_w), mode="bilinear", align_corners=False, antialias=True
+            )
+            views.append(small[0])
+    return views
+
+
+# Rows of a photo made float at once while its views are made: about 12 MiB of float32 per band.
+_VIEW_BAND_PIXELS = 1 << 20
+
+
+@torch.inference_mode()
+def _views_of_array(image: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+    """:func:`_views` of an (H, W, 3) uint8/uint16 photo without its full-size float copy (12 bytes per pixel).
+
+    The antialiased resize is separable and PyTorch does it width first: the width is resized band of rows by
+    band of rows (each band made float on its own), then the height of the narrow result. Bit for bit the
+    same as resizing the whole float image at once (``tests/test_segment_outputs.py`` checks it).
+    """
+    height, width = image.shape[:2]
+    if any(size == (height, width) for size in sizes):
+        return _views(_to_tensor(image), sizes)  # a view at full size needs the float image anyway
+    rows = max(1, _VIEW_BAND_PIXELS // width)
+    narrow: list[list[torch.Tensor]] = [[] for _ in sizes]
+    for top in range(0, height, rows):
+        band = _to_tensor(image[top : top + rows])[None]
+        for parts, (_, small_w) in zip(narrow, sizes):
+            parts.append(
+                F.interpolate(
+                    band, size=(band.shape[2], small_w), mode="bilinear", align_corners=False, antialias=True
+                )
+            )
+    views = []
+    for parts, (small_h, small_w) in zip(narrow, sizes):
+        wide = torch.cat(parts, dim=2)
+        parts.clear()
+        views.append(
+            F.interpolate(
+                wide, size=(small_h, small_w), mode="bilinear", align_corners=False, antialias=True
+            )[0]
+        )
+    return views
+
+
+@torch.inference_mode()
+def _views_probabilities(
+    network: nn.Module,
+    views: Sequence[Sequence[torch.Tensor]],
+    size: tuple[int, int],
+    settings: dict[str, Any],
+    mapped: bool = False,
+) -> list[torch.Tensor]:
+    """Probabilities at full ``size`` of images given by their views (one list of views per image).
+
+    Each view size is one network call for all the images; the logits are resized back and averaged one image
+    at a time, so only one image's full-size maps exist at once (``mapped``: in memory that goes back to the
+    system when freed, ``runtime.mapped_allocations``).
+    """
+    import contextlib
+
+    from deepplantphenomics.runtime import mapped_allocations, prepare_input
+
+    height, width = size
+    device = next(network.parameters()).device
     flip = bool(settings.get("flip", False))
     multiple = int(settings.get("multiple", 16))
-    sizes = working_sizes(height, width, settings)
-    total: torch.Tensor | None = None  # sum of the views' logits at full size, (N, 1, H, W)
-    for small_h, small_w in sizes:
-        small = batch
-        if (small_h, small_w) != (height, width):
-            small = F.interpolate(
-                batch, size=(small_h, small_w), mode="bilinear", align_corners=False, antialias=True
-            )
-        padded = _pad_to_multiple(small, multiple)
+    count = len(views[0])
+    small_logits = []
+    for k in range(count):
+        batch = torch.stack([image_views[k] for image_views in views])
+        small_h, small_w = batch.shape[-2:]
+        padded = _pad_to_multiple(batch, multiple)
         logits = network(prepare_input(padded, device)).float()[:, :, :small_h, :small_w]
         if flip:
             # The mirrored view is padded on its own right-hand side, so it is cropped before un-mirroring.
-            mirrored = network(prepare_input(_pad_to_multiple(small.flip(-1), multiple), device))
+            mirrored = network(prepare_input(_pad_to_multiple(batch.flip(-1), multiple), device))
             logits = (logits + mirrored.float()[:, :, :small_h, :small_w].flip(-1)) * 0.5
-        if (small_h, small_w) != (height, width):
-            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-        total = logits if total is None else total.add_(logits)
-    assert total is not None  # sizes is never empty
-    if len(sizes) > 1:
-        total.div_(len(sizes))
-    return list(torch.sigmoid_(total[:, 0]).contiguous())
+        small_logits.append(logits)
+    out = []
+    for i in range(len(views)):
+        with mapped_allocations() if mapped else contextlib.nullcontext():
+            out.append(_full_size(small_logits, i, count, (height, width)))
+    return out
+
+
+def _full_size(
+    small_logits: Sequence[torch.Tensor], i: int, count: int, size: tuple[int, int]
+) -> torch.Tensor:
+    """Image ``i``'s probabilities at full size: its views' logits resized back, averaged, sigmoid."""
+    height, width = size
+    total: torch.Tensor | None = None  # sum of the views' logits at full size, (1, 1, H, W)
+    for logits in small_logits:
+        one = logits[i : i + 1]
+        if tuple(one.shape[-2:]) != (height, width):
+            one = F.interpolate(one, size=(height, width), mode="bilinear", align_corners=False)
+        total = one if total is None else total.add_(one)
+    assert total is not None  # every image has at least one view
+    if count > 1:
+        total.div_(count)
+    return torch.sigmoid_(total[0, 0]).contiguous()
 
 
 # Otsu's cut of a probability map is kept inside this band. On a map with two populations (plants and
@@ -292,9 +392,12 @@ def _as_rgb(image: Any, argument: str = "image") -> np.ndarray:
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    scale = pixel_scale(image.dtype)
-    array = np.ascontiguousarray(image, dtype=np.float32) / np.float32(scale)
-    return torch.from_numpy(array).permute(2, 0, 1)
+    """(3, H, W) float32 in [0, 1], contiguous: the antialiased resize of a planar image is about 3x faster
+    than of an interleaved one. One float copy of the photo (divided in place), not two."""
+    array = np.empty((image.shape[2], image.shape[0], image.shape[1]), dtype=np.float32)
+    np.copyto(array, image.transpose(2, 0, 1), casting="unsafe")
+    array /= np.float32(pixel_scale(image.dtype))
+    return torch.from_numpy(array)
 
 
 # ------------------------------------------------------------------------------------------- public API
@@ -364,6 +467,156 @@ def segment_image(image: np.ndarray, method: str = "network") -> np.ndarray:
     return _threshold(probabilities, settings["threshold"])
 
 
+@dataclass
+class Segmentation:
+    """One photo's result from :func:`segment_images`.
+
+    Attributes:
+        path: the image file.
+        image: the photo as read (``data.io.read_image``: (H, W, C) uint8 or uint16, upright), or None when
+            it failed.
+        mask: bool (H, W), True on plant pixels, or None when it failed.
+        error: why the file failed (with ``errors='return'``), else None.
+    """
+
+    path: Path
+    image: np.ndarray | None
+    mask: np.ndarray | None
+    error: Exception | None = None
+
+
+# What a file can fail with (read, decode, too small...): anything else is a bug and propagates.
+_FILE_ERRORS = (ValueError, TypeError, OSError, RuntimeError)
+
+
+def segment_images(
+    files: Sequence[str | os.PathLike] | str | os.PathLike,
+    batch_size: int = 8,
+    method: str = "network",
+    recursive: bool = False,
+    errors: str = "raise",
+) -> Iterator[Segmentation]:
+    """Plant masks of image files, one at a time, each with the photo as read (what ``dpp segment`` uses).
+
+    Files are read a few at a time: up to ``batch_size`` photos, and no more than
+    :data:`NETWORK_BATCH_PIXELS` pixels together (a 50 MP photo is read and predicted on its own), so memory
+    follows the pixels being worked on, not the number of photos. Each file is read once; its result is
+    yielded as soon as its batch is done, and nothing of it is kept afterwards.
+
+    Args:
+        files: image file paths, or one path; a folder stands for its image files, sorted.
+        batch_size: at most this many photos are predicted together.
+        method: as :func:`segment_vegetation`.
+        recursive: folders also give the image files of their sub-folders.
+        errors: 'raise' (the first file that cannot be read or segmented raises, naming it) or 'return' (it
+            comes back as a :class:`Segmentation` with ``error`` set, and the others are still processed).
+
+    Yields:
+        One :class:`Segmentation` per file, in input order.
+
+    Raises:
+        TypeError, ValueError, FileNotFoundError: as :func:`segment_vegetation` (checked before any work).
+    """
+    paths = check_files(files, "files", recursive)
+    batch_size = check_int("batch_size", batch_size)
+    method = _check_method(method)
+    errors = check_choice("errors", errors, ("raise", "return"))
+    return _segmentations(paths, batch_size, method, errors)  # arguments checked now, not at the first next()
+
+
+def _segmentations(paths: list[Path], batch_size: int, method: str, errors: str) -> Iterator[Segmentation]:
+    index = method in INDEX_METHODS
+    for chunk in _pixel_batches(paths, 1 if index else batch_size, errors):  # an index needs no batch
+        if not index:
+            _network_results(chunk, method, errors)
+        while chunk:
+            # Yielded and forgotten here (no local name keeps it): the caller holds the only reference.
+            yield _index_result(chunk.pop(0), method, errors) if index else chunk.pop(0)
+
+
+def _pixel_batches(paths: list[Path], batch_size: int, errors: str) -> Iterator[list[Segmentation]]:
+    """Files read into batches of at most ``batch_size`` photos and ``NETWORK_BATCH_PIXELS`` pixels."""
+    from deepplantphenomics.runtime import mapped_allocations
+
+    chunk: list[Segmentation] = []
+    pixels = 0
+    for path in paths:
+        try:
+            with mapped_allocations():  # a photo-sized buffer goes back to the system when dropped
+                item = Segmentation(path, read_image(path), None)
+            _as_rgb(item.image, "files")  # refused now (naming the file's shape), before any work on it
+        except _FILE_ERRORS as exc:
+            if errors == "raise":
+                raise
+            item = Segmentation(path, None, None, exc)
+        size = 0 if item.image is None else item.image.shape[0] * item.image.shape[1]
+        if chunk and (len(chunk) >= batch_size or pixels + size > NETWORK_BATCH_PIXELS):
+            yield chunk
+            chunk, pixels = [], 0
+        chunk.append(item)
+        item = None  # no reference of this frame keeps a photo alive once the caller is done with it
+        pixels += size
+    if chunk:
+        yield chunk
+
+
+def _index_result(item: Segmentation, method: str, errors: str) -> Segmentation:
+    if item.error is None:
+        try:
+            item.mask = index_plant(_as_rgb(item.image, "files"), method)
+        except _FILE_ERRORS as exc:
+            if errors == "raise":
+                raise
+            item.image, item.error = None, exc
+    return item
+
+
+def _network_results(chunk: list[Segmentation], method: str, errors: str) -> None:
+    """Masks of a batch: photos of one size share the network calls; each photo's views are made at once,
+    so its full-size float copy lives only while they are."""
+    network, settings = _network(method)
+    by_size: dict[tuple[int, int], list[Segmentation]] = {}
+    for item in chunk:
+        if item.error is None:
+            by_size.setdefault(tuple(item.image.shape[:2]), []).append(item)
+    for size, items in by_size.items():
+        try:
+            _segment_same_size(network, settings, size, items)
+        except _FILE_ERRORS as exc:
+            if errors == "raise" or len(items) == 1:
+                if errors == "raise":
+                    raise
+                items[0].image, items[0].error = None, exc
+                continue
+            for item in items:  # find the photo at fault by predicting one at a time
+                try:
+                    _segment_same_size(network, settings, size, [item])
+                except _FILE_ERRORS as single:
+                    item.image, item.error = None, single
+
+
+def _segment_same_size(
+    network: nn.Module, settings: dict[str, Any], size: tuple[int, int], items: list[Segmentation]
+) -> None:
+    from deepplantphenomics.runtime import mapped_allocations
+
+    rule = settings["threshold"]
+    if settings.get("mode") == "tiled":
+        probabilities = [
+            _tiled_probabilities(network, _to_tensor(_as_rgb(item.image)), settings) for item in items
+        ]
+    else:
+        sizes = working_sizes(size[0], size[1], settings)
+        with mapped_allocations():  # photo-sized work buffers go back to the system when freed
+            views = [_views_of_array(_as_rgb(item.image), sizes) for item in items]
+        probabilities = _views_probabilities(network, views, size, settings, mapped=True)
+    for item in items:
+        values = probabilities.pop(0).numpy()
+        with mapped_allocations():
+            item.mask = values > cut_probabilities(values, rule)
+        del values
+
+
 def segment_vegetation(
     files: Sequence[str | os.PathLike] | str | os.PathLike,
     batch_size: int = 8,
@@ -381,14 +634,15 @@ def segment_vegetation(
     Args:
         files: image file paths (PNG, JPEG, TIFF, BMP; grey, RGB or RGBA; 8 or 16 bit), or one path; a folder
             stands for its image files, sorted (as ``dpp segment`` lists them).
-        batch_size: images read and predicted together; images of the same size share one network call.
+        batch_size: at most this many images are read and predicted together, and no more than
+            :data:`NETWORK_BATCH_PIXELS` pixels (big photos go one at a time); images of the same size share
+            one network call.
         method: 'network' (default, the shipped network), 'network-fast' (the same network on one smaller view:
             about 4.5x less work, 0.003-0.005 lower held-out Dice; :data:`FAST_INFERENCE`), 'exg' (Excess Green +
             Otsu) or 'cive' (CIVE + Otsu).
         recursive: folders also give the image files of their sub-folders.
-        check_quality: check each network mask and warn about flagged photos (re-reads each file: for a
-            1296x966 PNG about 30 ms of reading and 6 ms of checks, a tenth of the network's time); False skips
-            the check. Index methods are not checked.
+        check_quality: check each network mask and warn about flagged photos (on the photo already read:
+            about 6 ms of checks for a 1296x966 photo); False skips the check. Index methods are not checked.
 
     Returns:
         One float32 (H, W) array per file, in input order, 1.0 on plant pixels and 0.0 elsewhere.
@@ -403,21 +657,20 @@ def segment_vegetation(
             a file that cannot be decoded as an image (named in the message).
         FileNotFoundError: "No such file or folder" (named in the message); checked before any work is done.
     """
-    paths = check_files(files, "files", recursive)
-    batch_size = check_int("batch_size", batch_size)
     method = _check_method(method)
-    masks = _segment_paths(paths, batch_size, method)
+    check_quality = check_bool("check_quality", check_quality) and method not in INDEX_METHODS
+    masks = []
     # The flags compare the mask with colour indices: for method='exg' / 'cive' that is the mask itself.
-    if check_bool("check_quality", check_quality) and method not in INDEX_METHODS:
-        for path, mask in zip(paths, masks):
-            flags = quality_flags(read_image(path), mask)
-            if flags:
-                warnings.warn(
-                    f"The vegetation mask of '{path}' may not be trustworthy: {quality_label(flags)} "
-                    f"({describe(flags)}). See docs/vegetation.md, 'Quality flags'.",
-                    VegetationQualityWarning,
-                    stacklevel=2,
-                )
+    for result in segment_images(files, batch_size, method, recursive):
+        masks.append(result.mask.astype(np.float32))
+        flags = quality_flags(result.image, masks[-1]) if check_quality else []
+        if flags:
+            warnings.warn(
+                f"The vegetation mask of '{result.path}' may not be trustworthy: {quality_label(flags)} "
+                f"({describe(flags)}). See docs/vegetation.md, 'Quality flags'.",
+                VegetationQualityWarning,
+                stacklevel=2,
+            )
     return masks
 
 
@@ -452,28 +705,8 @@ def segment_with_quality(
     Returns:
         One ``(mask, flags)`` per file, in input order: the float32 0/1 mask and a list of flags (``[]``: ok).
     """
-    paths = check_files(files, "files", recursive)
-    masks = segment_vegetation(paths, batch_size, method, check_quality=False)
-    return [(mask, quality_flags(read_image(path), mask)) for path, mask in zip(paths, masks)]
-
-
-def _segment_paths(paths: list[Path], batch_size: int, method: str) -> list[np.ndarray]:
-    """The masks of checked ``paths`` (the body of :func:`segment_vegetation`)."""
-    masks: list[np.ndarray] = []
-    if method in INDEX_METHODS:
-        for path in paths:
-            masks.append(index_mask(_as_rgb(read_image(path), "files"), method))
-        return masks
-    network, settings = _network(method)
-    for start in range(0, len(paths), batch_size):
-        chunk = [_to_tensor(_as_rgb(read_image(path), "files")) for path in paths[start : start + batch_size]]
-        results: list[np.ndarray | None] = [None] * len(chunk)
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for index, tensor in enumerate(chunk):
-            by_size.setdefault(tuple(tensor.shape[-2:]), []).append(index)
-        for indices in by_size.values():
-            probabilities = network_probabilities(network, [chunk[i] for i in indices], settings)
-            for i, prob in zip(indices, probabilities):
-                results[i] = _threshold(prob.numpy(), settings["threshold"])
-        masks.extend(results)
-    return masks
+    out = []
+    for result in segment_images(files, batch_size, method, recursive):
+        mask = result.mask.astype(np.float32)
+        out.append((mask, quality_flags(result.image, mask)))
+    return out

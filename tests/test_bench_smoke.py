@@ -108,6 +108,15 @@ def test_memory() -> None:
     assert positive(out["infer"]["peak_rss_mb"])
     assert positive(out["tiled"]["0.005"]["peak_rss_mb"])
     assert out["tiled"]["0.005"]["size"] == "82x62"
+    for case in ("network", "exg", "dpp_segment"):
+        assert positive(out["segment"]["0.01"][case]["peak_rss_mb"])
+
+
+def test_segment_speed() -> None:
+    out = run_quick("segment_speed")
+    assert out["benchmark"] == "segment_speed" and out["size"] == "64x48"
+    for case in ("tool", "cli_default", "cli_mask_csv"):
+        assert isinstance(out[case], float) and out[case] >= 0  # tiny photos: may round to 0.0
 
 
 def test_memory_runs_only_the_cases_asked_for() -> None:

@@ -121,15 +121,15 @@ def test_metrics_csv_has_one_row_per_epoch(three_epochs):
 @needs_matplotlib
 def test_training_writes_the_curves_png(three_epochs):
     _, save_dir = three_epochs
-    # Three panels (loss, validation score, learning rate) of 4.2 x 3.4 inches at 100 dpi.
-    assert png_size(save_dir / "training_curves.png") == (1260, 340)
+    # Two panels (loss, validation score) of 4.2 x 3.4 inches at 100 dpi: the learning rate never changed.
+    assert png_size(save_dir / "training_curves.png") == (840, 340)
 
 
 @needs_matplotlib
 @pytest.mark.parametrize(
     ("history", "size"),
     [
-        ([{"epoch": 1, "train_loss": 0.7, "learning_rate": 1e-3}], (840, 340)),  # loss, learning rate
+        ([{"epoch": 1, "train_loss": 0.7, "learning_rate": 1e-3}], (420, 340)),  # loss (one rate: no panel)
         (
             [
                 {
@@ -213,9 +213,12 @@ def test_report_rows_summary_and_order(tmp_path):
     assert report.rows[2].scores == pytest.approx(
         {"dice": 0.4, "iou": 0.25, "precision": 1.0, "recall": 0.25}
     )
+    assert [(r.true_fraction, r.area_ratio) for r in report.rows] == [(0.25, 1.0), (0.25, 0.0), (0.25, 0.25)]
     assert report.summary() == pytest.approx(
         {
             "plant_fraction": (0.25 + 0 + 0.0625) / 3,
+            "true_fraction": 0.25,
+            "area_ratio": (0.25 + 0 + 0.0625) / 3 / 0.25,
             "dice": (1 + 0 + 0.4) / 3,
             "iou": (1 + 0 + 0.25) / 3,
             "precision": (1 + 0 + 1) / 3,
@@ -228,11 +231,21 @@ def test_report_rows_summary_and_order(tmp_path):
     assert dom.rows == ["empty.png", "half.png", "perfect.png"]
     assert len(dom.overlays) == 3
     assert dom.headers["dice"] == "ascending"
+    assert "mean true plant fraction 25.0 %" in page and "area ratio (predicted / true) 0.417" in page
     assert "broken.png: Cannot read image file &#x27;broken.png&#x27;" in page
     assert f"<tr><th>deepplantphenomics version</th><td>{dpp.__version__}</td></tr>" in page
     # Self-contained: nothing is fetched from elsewhere.
     assert not re.search(r"""(src|href)=["'](https?:)?//""", page)
     assert all(img["src"].startswith("data:image/png;base64,") for img in dom.overlays)
+
+
+def test_report_area_ratio_without_true_plant():
+    report = ResultsReport("dpp evaluate", {}, evaluation=True)
+    empty = np.zeros((8, 8), dtype=np.uint8)
+    row = report.add("bare.png", np.zeros((8, 8, 3), dtype=np.uint8), np.ones((8, 8)), truth=empty)
+    assert (row.true_fraction, row.area_ratio) == (0.0, None)
+    assert "area_ratio" not in report.summary()
+    assert '<td data-value="Infinity">n/a (no true plant)</td>' in report.html()
 
 
 def test_report_escapes_file_names(tmp_path):
