@@ -154,6 +154,34 @@ class SemanticSegmentationModel:
 
     # ================================================================== read-only views for other modules
     @property
+    def debug(self) -> bool:
+        """Whether progress and decisions are logged (the constructor's ``debug``)."""
+        return self._debug
+
+    @property
+    def save_checkpoints(self) -> bool:
+        """Whether a resumable checkpoint is written after each epoch (the constructor's ``save_checkpoints``)."""
+        return self._save_checkpoints
+
+    @property
+    def report_rate(self) -> int:
+        """Training batches between two progress lines (the constructor's ``report_rate``)."""
+        return self._report_rate
+
+    @property
+    def paired_files(self) -> list[tuple[Path, Path]]:
+        """(image, mask) paths of the loaded dataset, in loading order (empty before a dataset is loaded)."""
+        return list(self._data.pairs) if self._data is not None else []
+
+    @property
+    def split(self) -> dict[str, list[str]] | None:
+        """Copies of the image names per part (``train``, ``validation``, ``test``) of the last training run's
+        split, as ``split.json`` records them; None before ``begin_training`` has split the data."""
+        if self._data is None or self._data.split is None:
+            return None
+        return {part: list(names) for part, names in self._data.split.items()}
+
+    @property
     def settings(self) -> Settings:
         """A copy of every hyperparameter set so far (change them with the ``set_*`` methods)."""
         return copy.deepcopy(self._settings)

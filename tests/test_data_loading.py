@@ -376,7 +376,7 @@ def test_model_saves_and_reuses_the_split(tmp_path, tiny_dataset):
     second = split_model(state, 99, tiny_dataset)
     second.begin_training()
     assert read_split(state) == first
-    assert second._data.split["test"] == first["test"]
+    assert second.split["test"] == first["test"]
     # force_split_shuffle(True) redraws it.
     third = split_model(state, 99, tiny_dataset)
     third.force_split_shuffle(True)

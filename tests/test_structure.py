@@ -193,15 +193,8 @@ def test_no_module_outside_the_facade_uses_its_private_names():
 # remove a read; raise one only with a reason here.
 PRIVATE_READS_IN_TESTS: dict[str, tuple[int, str]] = {
     "test_augment.py": (4, "known answers for the affine, crop and brightness helpers behind augment_batch"),
-    "test_data_loading.py": (1, "the split a second model reuses (_data.split, no public view)"),
-    "test_end_to_end.py": (1, "the paired files (_data.pairs, no public view)"),
     "test_layers_network.py": (1, "TensorFlow's 'SAME' padding formula, checked against known values"),
     "test_patches.py": (1, "the padding helper of tiled prediction"),
-    "test_settings_validation.py": (
-        4,
-        "constructor flags that have no public view (debug, checkpoints, rate)",
-    ),
-    "test_tensorboard.py": (1, "the training split (_data.split, no public view)"),
     "test_segment_outputs.py": (
         2,
         "counts the vegetation network's calls (its cached loader) and shrinks the band of the view resize",
