@@ -303,7 +303,8 @@ class SemanticSegmentationModel:
         self._settings.learning_rate = check_setting("learning_rate", rate, "rate")
 
     def set_optimizer(self, optimizer: str) -> None:
-        """'adam' (default), 'sgd', 'sgd_momentum', 'adadelta' or 'adagrad'; case-insensitive."""
+        """'adam' (default), 'adamw' (decoupled weight decay: set_regularization_coefficient), 'sgd',
+        'sgd_momentum', 'adadelta' or 'adagrad'; case-insensitive."""
         self._settings.optimizer = check_setting("optimizer", optimizer)
 
     def set_learning_rate_decay(
@@ -342,6 +343,34 @@ class SemanticSegmentationModel:
         self._settings.lr_decay_factor = factor
         self._settings.epochs_per_decay = epochs
         self._batches_per_decay = batches
+        self._settings.lr_schedule = None  # one schedule at a time: the last one set
+
+    def set_learning_rate_schedule(self, schedule: str | None, warmup_batches: int = 0) -> None:
+        """A learning-rate schedule stepped every batch, instead of ``set_learning_rate_decay``'s step decay.
+
+        Args:
+            schedule: ``'cosine'``: the rate rises linearly over ``warmup_batches`` batches, then falls along a
+                half cosine to 0 at the run's last batch. None: no schedule (a constant rate).
+            warmup_batches: int >= 0, the warm-up length (0: none).
+
+        Raises:
+            TypeError: a value of the wrong type.
+            ValueError: an unknown schedule or a negative warm-up.
+        """
+        self._settings.lr_schedule = check_setting("lr_schedule", schedule, "schedule")
+        self._settings.warmup_batches = check_setting("warmup_batches", warmup_batches)
+        self._settings.lr_decay_factor = self._settings.epochs_per_decay = self._batches_per_decay = None
+
+    def set_input_normalization(self, normalization: str) -> None:
+        """How images are scaled before the network: 'per_image_standardization' (default, DPP's: zero mean
+        and unit variance per image) or 'none' (pixels in [0, 1], as the shipped vegetation network takes them).
+
+        Raises:
+            TypeError, ValueError: not one of those names.
+        """
+        self._settings.input_normalization = check_setting(
+            "input_normalization", normalization, "normalization"
+        )
 
     def set_regularization_coefficient(self, lamb: float) -> None:
         """L2 weight decay coefficient (>= 0) of every layer without its own ``regularization_coefficient``."""

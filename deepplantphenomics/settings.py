@@ -25,7 +25,9 @@ from deepplantphenomics.validation import (  # noqa: F401
     check_sequence,
 )
 
-OPTIMIZERS = ("adam", "sgd", "sgd_momentum", "adadelta", "adagrad")
+OPTIMIZERS = ("adam", "adamw", "sgd", "sgd_momentum", "adadelta", "adagrad")
+# Learning-rate schedules besides the step decay of set_learning_rate_decay (None: that decay, or none).
+LR_SCHEDULES = ("cosine",)
 INITIALIZERS = ("xavier", "normal")
 ACTIVATIONS = ("relu", "tanh", "lrelu", "selu", "linear")
 PRECISIONS = ("fp32", "bf16")
@@ -99,6 +101,8 @@ SETTING_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "optimizer": lambda argument, value: check_choice(argument, value, OPTIMIZERS),
     "lr_decay_factor": _optional(_unit_interval),
     "epochs_per_decay": _optional(_int_at_least(1)),
+    "lr_schedule": _optional(lambda argument, value: check_choice(argument, value, LR_SCHEDULES)),
+    "warmup_batches": _int_at_least(0),
     "regularization_coefficient": lambda argument, value: check_float(argument, value, 0.0, None),
     "weight_initializer": lambda argument, value: check_choice(argument, value, INITIALIZERS),
     "maximum_training_epochs": _int_at_least(1),
@@ -149,6 +153,10 @@ class Settings:
     optimizer: str = "adam"
     lr_decay_factor: float | None = None
     epochs_per_decay: int | None = None
+    # set_learning_rate_schedule('cosine', warmup_batches=n): linear warm-up over n batches, then cosine decay to
+    # 0 over the run, stepped every batch. States saved before these settings existed used neither.
+    lr_schedule: str | None = None
+    warmup_batches: int = 0
     regularization_coefficient: float = 0.0
     weight_initializer: str = "xavier"
     maximum_training_epochs: int = 100

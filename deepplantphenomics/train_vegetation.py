@@ -22,8 +22,12 @@ What it does:
    network and the ExG/CIVE + Otsu baselines on the held-out images and writes the state, the model card
    (``model_card.json``) and a log.
 
-Checkpoints (weights, optimiser and random state) are written to ``--work-dir`` every ``--eval-every`` steps;
-``--resume`` continues from the last one.
+Training runs through the library's own loop (``deepplantphenomics.training.TrainingRun``, as
+``begin_training`` and ``dpp train`` do), step-based: ``--steps`` batches from ``PatchSampler``, the recipe's
+augmentation as the loop's ``transform``, AdamW with warm-up and cosine decay (the model's settings, so the
+saved ``settings.json`` says how the weights were trained), validation every ``--eval-every`` steps keeping the
+best weights. ``--work-dir`` holds an ordinary saved state (the latest weights), ``checkpoint.pt`` (optimiser,
+schedule, random state, history), ``best.safetensors`` and ``metrics.csv``; ``--resume`` continues from there.
 """
 
 from __future__ import annotations
@@ -53,12 +57,13 @@ from deepplantphenomics.data.augment import AugmentationConfig, augment_batch
 from deepplantphenomics.data.dataset import pair_files
 from deepplantphenomics.data.io import read_binary_mask, read_image
 from deepplantphenomics.indices import index_mask
-from deepplantphenomics.losses import IGNORE_INDEX, build_loss
 from deepplantphenomics.metrics import binary_scores
+from deepplantphenomics.settings import Settings
 from deepplantphenomics.tools import MODEL_CARD, fold_batch_norm, network_probabilities
 
 if TYPE_CHECKING:  # the model is imported when a run starts (make_model), so importing the recipe stays light
     from deepplantphenomics.model import SemanticSegmentationModel
+    from deepplantphenomics.training import TrainingRun
 
 # ------------------------------------------------------------------------------------------ data terms
 # Terms and citations of the datasets known when this recipe was written (from their SOURCE.md). A new
@@ -251,25 +256,29 @@ def make_model(args: argparse.Namespace, save_dir: Path):
     """A SemanticSegmentationModel holding the recipe's settings and network (saved as an ordinary state)."""
     from deepplantphenomics.model import SemanticSegmentationModel
 
-    model = SemanticSegmentationModel(debug=False, save_dir=save_dir, save_checkpoints=False)
+    model = SemanticSegmentationModel(debug=False, save_dir=save_dir)
     model.set_image_dimensions(TILE, TILE, 3)
     model.set_patch_size(TILE, TILE)
     model.set_batch_size(args.batch_size)
     model.set_learning_rate(args.lr)
-    model.set_optimizer("adam")
-    model.set_regularization_coefficient(0.0)
+    model.set_optimizer("adamw")
+    model.set_regularization_coefficient(args.weight_decay)  # AdamW's (decoupled) weight decay
+    model.set_learning_rate_schedule("cosine", warmup_batches=warmup_batches(args.steps))
     model.set_loss_function("cross entropy + dice")
+    model.set_input_normalization("none")  # pixels in [0, 1]: what the tool feeds the network
     model.set_random_seed(args.seed)
     model.set_test_split(0.0)
     model.set_validation_split(0.0)
-    model.set_maximum_training_epochs(1)
-    model.set_number_of_threads(1)
-    model.set_augmentation_flip_horizontal(True)
-    model.set_augmentation_flip_vertical(True)
-    model.set_augmentation_rotation(True)
-    model.set_augmentation_brightness_and_contrast(True)
+    model.set_maximum_training_epochs(1)  # one pass of --steps batches (TrainingRun's step-based run)
+    model.set_number_of_threads(args.threads)
+    # The settings' own augmentation stays off: the recipe's (augment, below) is TrainingRun's transform.
     declare_network(model)
     return model
+
+
+def warmup_batches(steps: int) -> int:
+    """Linear warm-up length of the cosine schedule: a tenth of the run, at most 300 batches."""
+    return min(300, steps // 10)
 
 
 # ------------------------------------------------------------------------------------------ sampling
@@ -302,6 +311,13 @@ class PatchSampler:
         self.sources.append(("synthetic", images, masks))
         real = len(self.sources) - 1
         self.weights = np.array([(1.0 - SYNTHETIC_SHARE) / real] * real + [SYNTHETIC_SHARE])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The random state, for TrainingRun's checkpoint (the pools are rebuilt from the data and seed)."""
+        return {"numpy_rng": json.dumps(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = json.loads(saved["numpy_rng"])
 
     def sample(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(count, 3, P, P) float images in [0, 1] and (count, P, P) int64 masks (0/1)."""
@@ -559,25 +575,6 @@ def time_inference(
         torch.set_num_threads(previous)
 
 
-# ------------------------------------------------------------------------------------------ checkpoints
-def save_checkpoint(
-    path: Path, network, optimizer, scheduler, step: int, rng, generator, history, best
-) -> None:
-    state.save_torch(
-        path,
-        {
-            "step": step,
-            "network": network.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "numpy_rng": json.dumps(rng.bit_generator.state),
-            "generator": generator.get_state(),
-            "history": history,
-            "best": best,
-        },
-    )
-
-
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -710,119 +707,66 @@ def add_quality(out: Path, data: Path, split_seed: int) -> dict[str, Any]:
     return card
 
 
-@dataclass
-class Run:
-    """What a training run carries from step to step, and what a checkpoint restores."""
-
-    network: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    rng: np.random.Generator
-    generator: torch.Generator
-    started: float
-    step: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] = field(default_factory=lambda: {"score": -1.0, "step": 0})
-
-
-def start_run(
-    args: argparse.Namespace,
-    network: torch.nn.Module,
-    rng: np.random.Generator,
-    generator: torch.Generator,
-    started: float,
-) -> Run:
-    """Optimizer (AdamW, warm-up then cosine decay); the checkpoint's state with --resume or --finish-only."""
-    checkpoint = args.work_dir / "checkpoint.pt"
-    optimizer = torch.optim.AdamW(network.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    warmup = min(300, args.steps // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: (
-            min(1.0, (s + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * min(s, args.steps) / args.steps))
-        ),
-    )
-    run = Run(network, optimizer, scheduler, rng, generator, started)
-    if args.resume and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        network.load_state_dict(saved["network"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        run.rng.bit_generator.state = json.loads(saved["numpy_rng"])
-        run.generator.set_state(saved["generator"])
-        run.step, run.history, run.best = saved["step"], saved["history"], saved["best"]
-        if run.history:  # training time counts the earlier run too
-            run.started -= float(run.history[-1].get("elapsed_seconds", 0.0))
-        log(f"resumed at step {run.step}")
-    if args.finish_only:
-        if not checkpoint.exists():
-            raise FileNotFoundError(f"--finish-only needs a checkpoint: '{checkpoint}' does not exist.")
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        run.step, run.history, run.best = saved["step"], saved["history"], saved["best"]
-    return run
-
-
-def validate(run: Run, validation: dict[str, list], work_dir: Path, checkpoint: Path) -> None:
-    """Score the network on validation, keep the best weights so far, write a checkpoint."""
+# ------------------------------------------------------------------------------------------ training
+def validation_scores(network, validation: dict[str, list]) -> dict[str, float]:
+    """TrainingRun's evaluator: validation Dice per dataset; ``score`` (maximised) is their mean."""
     # Checkpoints are compared at a fixed, cheap scheme; the final scheme is chosen after training.
     track = {"mode": "resize", "scale": None, "max_pixels": 350_000, "multiple": MULTIPLE, "threshold": 0.5}
-    scores = evaluate_network(eval_copy(run.network), validation, track, [0.5])
-    dice = {name: s[0.5]["dice"] for name, s in scores.items()}
-    score = float(np.mean(list(dice.values())))
-    elapsed = time.time() - run.started
-    run.history.append(
-        {
-            "step": run.step,
-            "validation_dice": dice,
-            "mean": round(score, 4),
-            "elapsed_seconds": round(elapsed),
-        }
-    )
-    log(f"validation Dice at step {run.step}: {dice} (mean {score:.4f})")
-    if score > run.best["score"]:
-        run.best = {"score": score, "step": run.step}
-        state.save_weights(work_dir / "best.safetensors", run.network)
-    save_checkpoint(
-        checkpoint,
-        run.network,
-        run.optimizer,
-        run.scheduler,
-        run.step,
-        run.rng,
-        run.generator,
-        run.history,
-        run.best,
+    scores = evaluate_network(eval_copy(network), validation, track, [0.5])
+    dice = {f"dice_{name}": s[0.5]["dice"] for name, s in scores.items()}
+    return {"score": float(np.mean(list(dice.values()))), **dice}
+
+
+def training_run(args: argparse.Namespace, model, network, sampler, validation) -> TrainingRun:
+    """The library's training loop, step-based: patches from ``sampler`` (per-source weights), the recipe's
+    augmentation as its transform, validation every ``--eval-every`` steps keeping the best weights, and
+    checkpoints (``--work-dir/checkpoint.pt`` beside an ordinary saved state) that ``--resume`` continues."""
+    from deepplantphenomics.training import TrainingRun
+
+    return TrainingRun(
+        network=network,
+        settings=model.settings,
+        train_data=None,
+        validation_data=None,
+        save_dir=args.work_dir,
+        save_state=lambda net: model.save_state(args.work_dir),
+        debug=True,
+        report_rate=50,
+        resume=args.resume and (args.work_dir / state.CHECKPOINT).exists(),
+        transform=augment,
+        batches=sampler,
+        steps=args.steps,
+        evaluate_every=args.eval_every,
+        evaluator=lambda net: validation_scores(net, validation),
     )
 
 
-def train(args: argparse.Namespace, run: Run, sampler: PatchSampler, validation: dict[str, list]) -> None:
-    """Train up to ``args.steps``, validating every ``args.eval_every`` steps and at the end."""
-    loss_fn = build_loss("cross entropy + dice", 2, ignore_index=IGNORE_INDEX)
-    checkpoint = args.work_dir / "checkpoint.pt"
-    run.network.train()
-    running, tick = 0.0, time.time()
-    while run.step < args.steps:
-        images, masks = sampler.sample(args.batch_size)
-        images, masks = augment(images, masks, run.generator)
-        loss = loss_fn(run.network(images), masks)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"loss became {float(loss)} at step {run.step}")
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
-        run.scheduler.step()
-        run.step += 1
-        running += loss.item()
-        if run.step % 50 == 0:
-            log(
-                f"step {run.step}/{args.steps} loss {running / 50:.4f} "
-                f"lr {run.scheduler.get_last_lr()[0]:.2e} ({(time.time() - tick) / 50:.2f} s/step)"
-            )
-            running, tick = 0.0, time.time()
-        if run.step % args.eval_every == 0 or run.step == args.steps:
-            validate(run, validation, args.work_dir, checkpoint)
-            run.network.train()
-            tick = time.time()
+def train(args: argparse.Namespace, model, network, sampler, validation) -> tuple[list, dict, float]:
+    """Train through TrainingRun (holding --work-dir); return (history, best step and score, seconds)."""
+    from deepplantphenomics.training import hold_save_dir
+
+    run = training_run(args, model, network, sampler, validation)
+    with hold_save_dir(args.work_dir):
+        history = run.run()
+    return history, run.best, training_seconds(history)
+
+
+def finished_run(args: argparse.Namespace, network) -> tuple[list, dict, float]:
+    """--finish-only: the history and best step of the run in --work-dir, its best weights loaded."""
+    from deepplantphenomics.training import BEST_WEIGHTS
+
+    checkpoint = args.work_dir / state.CHECKPOINT
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"--finish-only needs a checkpoint: '{checkpoint}' does not exist.")
+    saved = state.load_checkpoint(checkpoint)
+    path = args.work_dir / BEST_WEIGHTS
+    state.load_state_dict_checked(network, state.load_weights(path), path)
+    return saved["history"], saved["best"], training_seconds(saved["history"])
+
+
+def training_seconds(history: list[dict[str, Any]]) -> float:
+    """Training time of the run (a resumed run's earlier part included), from its last evaluation."""
+    return float(history[-1].get("elapsed_seconds", 0.0)) if history else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -836,13 +780,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command = reproduce_command(args)
     torch.set_num_threads(args.threads)
-    from deepplantphenomics.runtime import tune_allocator
-
-    tune_allocator()
-    started = time.time()
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
     datasets = load_datasets(args.data, args.split_seed)
     for d in datasets:
         log(
@@ -853,36 +792,20 @@ def main(argv: list[str] | None = None) -> int:
     sampler = None if args.finish_only else PatchSampler(datasets, args.patch, rng)
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    model = make_model(args, args.work_dir / "state")
+    model = make_model(args, args.work_dir)
     network = model.build_network()
     parameters = sum(p.numel() for p in network.parameters())
     log(f"network: {len(model.layer_specs)} layers, {parameters} parameters")
-    run = start_run(args, network, rng, generator, started)
     if sampler is None:  # --finish-only
-        training_seconds = float(run.history[-1].get("elapsed_seconds", 0.0)) if run.history else 0.0
-    else:
-        train(args, run, sampler, validation)
-        training_seconds = time.time() - run.started
+        history, best, seconds = finished_run(args, network)
+    else:  # the network ends with the weights of the best validation score: those are shipped
+        history, best, seconds = train(args, model, network, sampler, validation)
     log(
-        f"training done in {training_seconds / 60:.1f} min; best validation mean Dice {run.best['score']:.4f} "
-        f"at step {run.best['step']}"
+        f"training done in {seconds / 60:.1f} min; best validation mean Dice {best['score']:.4f} "
+        f"at step {best['step']}"
     )
-
-    # The checkpoint with the best validation score is shipped.
-    network.load_state_dict(state.load_weights(args.work_dir / "best.safetensors"))
     network.eval()
-    return finish(
-        args,
-        command,
-        model,
-        network,
-        datasets,
-        validation,
-        run.history,
-        run.best,
-        training_seconds,
-        parameters,
-    )
+    return finish(args, command, model, network, datasets, validation, history, best, seconds, parameters)
 
 
 def choose_inference(
@@ -970,6 +893,7 @@ def card_header(model: SemanticSegmentationModel, parameters: int) -> dict[str, 
 
 def training_record(
     args: argparse.Namespace,
+    settings: Settings,
     command: str,
     datasets: list[Dataset],
     history: list[dict[str, Any]],
@@ -981,13 +905,20 @@ def training_record(
         "command": command,
         "seed": args.seed,
         "split_seed": args.split_seed,
+        "loop": "deepplantphenomics.training.TrainingRun, step-based (batches=PatchSampler, transform=augment, "
+        "evaluator=validation Dice; the best-scoring weights are kept)",
         "steps": args.steps,
+        "eval_every": args.eval_every,
         "best_step": best["step"],
-        "batch_size": args.batch_size,
+        "batch_size": settings.batch_size,
         "patch": args.patch,
-        "optimizer": f"AdamW lr {args.lr} weight decay {args.weight_decay}, warm-up then cosine decay",
-        "loss": "sigmoid cross entropy + soft Dice",
-        "threads": args.threads,
+        "optimizer": f"{settings.optimizer} lr {settings.learning_rate} weight decay "
+        f"{settings.regularization_coefficient}",
+        "learning_rate_schedule": f"{settings.lr_schedule}, {settings.warmup_batches} warm-up batches, "
+        f"decaying to 0 at step {args.steps}",
+        "loss": f"{settings.loss_function} (sigmoid cross entropy + soft Dice)",
+        "input_normalization": settings.input_normalization,
+        "threads": settings.num_threads,
         "training_time_minutes": round(training_seconds / 60, 1),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPUs",
         "torch": torch.__version__,
@@ -1043,7 +974,7 @@ def finish(
             "bytes": weights_path.stat().st_size,
             "tensors": {key: list(value.shape) for key, value in sorted(tensors.items())},
         },
-        "training": training_record(args, command, datasets, history, best, training_seconds),
+        "training": training_record(args, model.settings, command, datasets, history, best, training_seconds),
         "scores": {
             "held_out": scores,
             "note": "mean over held-out images of per-image Dice, IoU, precision, recall (plant class); "

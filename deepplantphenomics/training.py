@@ -15,11 +15,12 @@ import math
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from deepplantphenomics.settings import Settings
 from deepplantphenomics.validation import check_float, check_sequence
 
 METRICS_CSV = "metrics.csv"
+BEST_WEIGHTS = "best.safetensors"  # a step-based run's best-scoring weights so far, in save_dir
 
 
 def headline_scores(metrics: dict[str, Any]) -> tuple[float, float]:
@@ -111,6 +113,8 @@ def make_optimizer(settings: Settings, parameters) -> torch.optim.Optimizer:
     name = settings.optimizer
     if name == "adam":
         return torch.optim.Adam(parameters, **common)
+    if name == "adamw":  # decoupled weight decay: the regularization coefficient is AdamW's weight_decay
+        return torch.optim.AdamW(parameters, **common)
     if name == "sgd":
         return torch.optim.SGD(parameters, **common)
     if name == "sgd_momentum":
@@ -133,13 +137,30 @@ def optimizer_parameters(network: nn.Module, settings: Settings):
     return network.parameter_groups(settings.regularization_coefficient)
 
 
-def make_scheduler(settings: Settings, optimizer: torch.optim.Optimizer):
+def make_scheduler(settings: Settings, optimizer: torch.optim.Optimizer, total_batches: int = 1):
+    """The learning-rate schedule: cosine (stepped per batch over ``total_batches``), step decay (stepped per
+    epoch), or None."""
+    if settings.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, cosine_factor(settings.warmup_batches, max(total_batches, 1))
+        )
     if settings.lr_decay_factor is None:
         return None
     # DPP's staircase exponential decay every `epochs_per_decay` epochs, stepped once per epoch here.
     return torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=settings.epochs_per_decay, gamma=settings.lr_decay_factor
     )
+
+
+def cosine_factor(warmup: int, total: int) -> Callable[[int], float]:
+    """The cosine schedule's multiplier of the learning rate after ``s`` batches: a linear rise over ``warmup``
+    batches times a half cosine from 1 (batch 0) to 0 (batch ``total``)."""
+
+    def factor(s: int) -> float:
+        rise = min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0
+        return rise * 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
+
+    return factor
 
 
 def augmentation_config(settings: Settings) -> AugmentationConfig:
@@ -309,6 +330,27 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+@runtime_checkable
+class BatchSource(Protocol):
+    """Where a step-based ``TrainingRun`` (``batches=``) draws its training batches from, instead of epochs over
+    ``train_data``: e.g. random patches of several datasets mixed with per-source weights (the vegetation
+    recipe's ``PatchSampler``).
+
+    ``state_dict``/``load_state_dict`` (optional) carry the source's random state in the checkpoint, so a
+    resumed run draws the batches an uninterrupted one would have drawn.
+    """
+
+    def sample(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(count, C, H, W) float images in [0, 1] and (count, H, W) int64 masks (255: ignored)."""
+        ...
+
+
+# A hook ``transform(images, masks, generator) -> (images, masks)`` applied to every training batch after the
+# settings' augmentation (images in [0, 1], before normalisation), drawing its randomness from ``generator``
+# (checkpointed with the run): e.g. compositing plants on new backgrounds, colour jitter.
+Transform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
 @dataclass
 class _Loop:
     """What the steps of one ``TrainingRun.run`` share: made by ``_start_loop``, advanced batch by batch."""
@@ -321,7 +363,8 @@ class _Loop:
     aug_generator: torch.Generator
     augment: AugmentationConfig
     batch_size: int  # per process
-    batches_per_epoch: int
+    batches_per_epoch: int  # a step-based run is one "epoch" of ``steps`` batches
+    total_batches: int  # of the whole run (the progress bar, the cosine schedule)
     start_epoch: int = 0  # where the run starts (later than 0 when resumed)
     start_batch: int = 0  # in the current epoch; 0 after the first
     order: torch.Tensor | None = None  # the current epoch's shuffle; None: draw a new one
@@ -329,6 +372,7 @@ class _Loop:
     step: int = 0  # training batches done (TensorBoard's x axis)
     writer: Any = None  # TensorBoard SummaryWriter (rank 0, when asked for)
     bar: Any = None  # tqdm
+    clock: float = 0.0  # time.time() when the run (counting a resumed run's earlier part) started
 
 
 @dataclass
@@ -350,6 +394,15 @@ class TrainingRun:
     interrupted: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     global_step: int = 0  # training batches done when run() returned (TensorBoard's x axis)
+    # The extension points (docs/api.md, "Training loop"). A step-based run: ``steps`` batches drawn from
+    # ``batches`` (``train_data`` is then unused and may be None), scored by ``evaluator`` every
+    # ``evaluate_every`` steps and at the end; the best-scoring weights are kept (BEST_WEIGHTS) and saved last.
+    transform: Transform | None = None
+    batches: BatchSource | None = None
+    steps: int | None = None
+    evaluate_every: int | None = None
+    evaluator: Callable[[nn.Module], dict[str, float]] | None = None  # scores; its "score" is maximised
+    best: dict[str, Any] = field(default_factory=lambda: {"score": None, "step": 0})
 
     def log(self, message: str) -> None:
         if self.debug and distributed.is_main():
@@ -383,8 +436,16 @@ class TrainingRun:
                 "torch_rng": torch.get_rng_state(),
                 "history": self.history,
                 "running": list(running),
+                **self._step_state(),
             },
         )
+
+    def _step_state(self) -> dict[str, Any]:
+        """A step-based run's checkpoint extras: the best score so far and the batch source's random state."""
+        if self.batches is None:
+            return {}
+        source = self.batches.state_dict() if hasattr(self.batches, "state_dict") else None
+        return {"best": dict(self.best), "source": source}
 
     def _write_metrics_csv(self) -> None:
         if not self.history:
@@ -445,7 +506,10 @@ class TrainingRun:
                 f"The batch size ({self.settings.batch_size}) must split evenly over {world} processes; "
                 f"use a multiple of {world} with set_batch_size."
             )
-        self._choose_layout()
+        if self.batches is None:
+            self._choose_layout()
+        else:
+            self._check_step_run(world)
         self.network = prepare_module(self.network, self.device)
         loop = self._start_loop()
         if self.resume:
@@ -455,13 +519,34 @@ class TrainingRun:
         loop.writer = self._tensorboard() if distributed.is_main() else None
         loop.step = loop.start_epoch * loop.batches_per_epoch + loop.start_batch
         loop.bar = self._progress_bar(loop)
+        elapsed = self.history[-1].get("elapsed_seconds", 0.0) if self.history else 0.0
+        loop.clock = time.time() - float(elapsed)
         loop.trainee.train()
         with _StopRequest() as stop:
-            for epoch in range(loop.start_epoch, self.settings.maximum_training_epochs):
+            if self.batches is not None:
+                self._train_steps(loop, stop)
+            for epoch in range(loop.start_epoch, self._epochs()):
                 running = self._train_epoch(loop, epoch, stop)
                 self._end_epoch(loop, epoch, running)
         self._finish(loop)
         return self.history
+
+    def _epochs(self) -> int:
+        """Epochs over ``train_data``: none in a step-based run."""
+        return 0 if self.batches is not None else self.settings.maximum_training_epochs
+
+    def _check_step_run(self, world: int) -> None:
+        """Refuse a step-based run that cannot work, before anything is trained."""
+        steps, every = self.steps, self.evaluate_every
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"A run with `batches` needs `steps`, an int >= 1; received steps={steps!r}.")
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"`evaluate_every` must be None or an int >= 1; received {every!r}.")
+        if world > 1:
+            raise RuntimeError(
+                f"A run with `batches` trains in one process; this is one of {world} (torchrun). "
+                "Run it without torchrun."
+            )
 
     def _start_loop(self) -> _Loop:
         """The optimiser, schedule, loss, generators and batch geometry of a fresh run."""
@@ -475,16 +560,22 @@ class TrainingRun:
         generator = torch.Generator().manual_seed(seed)
         aug_generator = generator if world == 1 else torch.Generator().manual_seed(seed + 7919 * (rank + 1))
         batch_size = settings.batch_size // world
+        if self.batches is not None:
+            per_epoch = total = self.steps
+        else:
+            per_epoch = math.ceil(math.ceil(len(self.train_data) / world) / batch_size)
+            total = per_epoch * settings.maximum_training_epochs
         return _Loop(
             trainee=wrap_for_devices(network, settings, self.device),
             loss_fn=build_loss(settings.loss_function, settings.num_classes, settings.class_weights),
             optimizer=optimizer,
-            scheduler=make_scheduler(settings, optimizer),
+            scheduler=make_scheduler(settings, optimizer, total),
             generator=generator,
             aug_generator=aug_generator,
             augment=augmentation_config(settings),
             batch_size=batch_size,
-            batches_per_epoch=math.ceil(math.ceil(len(self.train_data) / world) / batch_size),
+            batches_per_epoch=per_epoch,
+            total_batches=total,
         )
 
     def _resume(self, loop: _Loop) -> None:
@@ -503,6 +594,9 @@ class TrainingRun:
         loop.start_epoch, loop.start_batch, loop.order = ckpt["epoch"], ckpt["batch"], ckpt["order"]
         self.history = list(ckpt.get("history", []))
         loop.running = tuple(ckpt.get("running", (0.0, 0)))
+        if self.batches is not None:
+            self._resume_steps(loop, ckpt)
+            return
         # A checkpoint after an epoch's last batch is either the end-of-epoch one (its record is in the
         # history: go on with the next epoch) or a stop that came during that last batch (no record yet:
         # the batch loop is empty and the epoch is closed from the saved running loss).
@@ -512,10 +606,21 @@ class TrainingRun:
         where = f"batch {loop.start_batch + 1}" if loop.start_batch < per_epoch else "its end"
         self.log(f"Resuming from epoch {loop.start_epoch + 1}, {where} ('{checkpoint_path}').")
 
+    def _resume_steps(self, loop: _Loop, ckpt: dict[str, Any]) -> None:
+        """A step-based run also restores its weights (saved beside the checkpoint), best score and source."""
+        path = self.save_dir / state.WEIGHTS
+        state.load_state_dict_checked(self.network, state.load_weights(path), path)
+        self.best = dict(ckpt.get("best") or self.best)
+        if ckpt.get("source") is not None and hasattr(self.batches, "load_state_dict"):
+            self.batches.load_state_dict(ckpt["source"])
+        self.log(
+            f"Resuming from step {loop.start_batch} of {self.steps} ('{self.save_dir / state.CHECKPOINT}')."
+        )
+
     def _progress_bar(self, loop: _Loop) -> tqdm:
         """One bar over every batch of the run (rank 0 only), starting where a resumed run starts."""
         return tqdm(
-            total=self.settings.maximum_training_epochs * loop.batches_per_epoch,
+            total=loop.total_batches,
             initial=loop.step,
             desc="training",
             unit="batch",
@@ -543,11 +648,70 @@ class TrainingRun:
 
     def _train_batch(self, loop: _Loop, rows: torch.Tensor, epoch: int, b: int) -> tuple[float, int]:
         """One optimiser step on ``rows``; return (the batch's loss, its number of images)."""
-        settings = self.settings
         images, masks = batch_tensors(self.train_data, rows, self.device)
+        return self._fit(loop, images, masks, rows, epoch, b)
+
+    def _train_steps(self, loop: _Loop, stop: _StopRequest) -> None:
+        """A step-based run: batches drawn from ``self.batches`` up to ``self.steps``, evaluated on the way."""
+        running, seen = loop.running
+        loop.running = (0.0, 0)
+        every = self.evaluate_every or self.steps
+        for b in range(loop.start_batch, self.steps):
+            images, masks = self.batches.sample(loop.batch_size)
+            images, masks = images.to(self.device), masks.to(self.device).long()
+            value, count = self._fit(loop, images, masks, None, 0, b)
+            running += value * count
+            seen += count
+            if (b + 1) % every == 0 or b + 1 == self.steps:
+                self._evaluate_step(loop, (running, seen))
+                running, seen = 0.0, 0
+            if stop.signal is not None:
+                self._stop(loop, 0, b + 1, (running, seen), stop.signal)
+
+    def _evaluate_step(self, loop: _Loop, running: tuple[float, int]) -> None:
+        """Record the loss since the last evaluation and the evaluator's scores; keep the best weights;
+        write metrics.csv and the checkpoint."""
+        record: dict[str, Any] = {
+            "step": loop.step,
+            "train_loss": running[0] / max(running[1], 1),
+            "learning_rate": loop.optimizer.param_groups[0]["lr"],
+        }
+        if self.evaluator is not None:
+            scores = dict(self.evaluator(self.network))
+            loop.trainee.train()  # the evaluator may have switched the network to eval mode
+            if "score" not in scores:
+                raise KeyError(
+                    f"The evaluator must return a 'score' to maximise; it returned {sorted(scores)}."
+                )
+            record.update(scores)
+            if self.best["score"] is None or float(scores["score"]) > self.best["score"]:
+                self.best = {"score": float(scores["score"]), "step": loop.step}
+                state.save_weights(self.save_dir / BEST_WEIGHTS, self.network)
+        record["elapsed_seconds"] = round(time.time() - loop.clock, 1)
+        self.history.append(record)
+        self.log(f"step {loop.step}/{self.steps}: " + ", ".join(f"{k} {v}" for k, v in record.items()))
+        if loop.writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    loop.writer.add_scalar(f"steps/{key}", value, loop.step)
+        self._write_metrics_csv()
+        if self.save_checkpoints:
+            self._checkpoint(loop.optimizer, loop.scheduler, loop.generator, 0, loop.step, None)
+
+    def _fit(
+        self, loop: _Loop, images: torch.Tensor, masks: torch.Tensor, rows: Any, epoch: int, b: int
+    ) -> tuple[float, int]:
+        """Augment, normalise and train on one batch of [0, 1] images (``rows`` of ``train_data``, or None
+        for a batch from ``self.batches``); return (the batch's loss, its number of images)."""
+        settings = self.settings
         if loop.augment.any:
             images, masks = augment_batch(images, masks, loop.augment, generator=loop.aug_generator)
-        images = network_input(images, self.train_data, rows, settings, self.device)
+        if self.transform is not None:
+            images, masks = self.transform(images, masks, loop.aug_generator)
+        if rows is None:
+            images = prepare_input(normalize(images, settings.input_normalization), self.device)
+        else:
+            images = network_input(images, self.train_data, rows, settings, self.device)
         loop.optimizer.zero_grad(set_to_none=True)
         with autocast(settings, self.device):
             logits = loop.trainee(images)
@@ -556,6 +720,8 @@ class TrainingRun:
             self._diverged(loop, loss, epoch, b)
         loss.backward()
         loop.optimizer.step()
+        if loop.scheduler is not None and settings.lr_schedule is not None:  # per-batch schedules
+            loop.scheduler.step()
         loop.step += 1
         value = loss.detach().item()
         loop.bar.update(1)
@@ -604,7 +770,7 @@ class TrainingRun:
 
     def _end_epoch(self, loop: _Loop, epoch: int, running: tuple[float, int]) -> None:
         """Step the schedule; record the epoch (with validation), write metrics.csv and the checkpoint."""
-        if loop.scheduler is not None:
+        if loop.scheduler is not None and self.settings.lr_schedule is None:  # step decay: once per epoch
             loop.scheduler.step()
         totals = distributed.all_reduce_sum(
             torch.tensor([running[0], float(running[1])], dtype=torch.float64)
@@ -645,11 +811,15 @@ class TrainingRun:
             loop.writer.close()
         distributed.sync_buffers(self.network)
         self.global_step = loop.step
+        if self.best["score"] is not None:  # a step-based run ends with its best-scoring weights
+            path = self.save_dir / BEST_WEIGHTS
+            state.load_state_dict_checked(self.network, state.load_weights(path), path)
         if distributed.is_main():
             self.save_state(self.network)
-            from deepplantphenomics.report import save_training_curves
+            if self.batches is None:  # the curves are drawn per epoch
+                from deepplantphenomics.report import save_training_curves
 
-            save_training_curves(self.history, self.save_dir)
+                save_training_curves(self.history, self.save_dir)
         distributed.barrier()  # the state is on disk before any rank goes on to use it
 
     # ----------------------------------------------------------------- tensorboard

@@ -1,0 +1,153 @@
+"""Issue 15.4: the vegetation recipe trains through the library's loop (TrainingRun, step-based), saves an
+ordinary state, resumes from its checkpoint to the same weights, evaluates, and its card and settings.json say
+how it was trained. Tiny sizes: 14 generated 48x48 photos, 32 px patches, 6 steps."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import deepplantphenomics as dpp
+from deepplantphenomics import state
+from deepplantphenomics import train_vegetation as recipe
+from deepplantphenomics.synthetic import generate_plant_image
+from deepplantphenomics.training import BEST_WEIGHTS, cosine_factor
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """One dataset folder of 14 photo/mask pairs (8 held out, 3 validation, 3 trained on)."""
+    root = tmp_path / "data" / "plots"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(14):
+        image, mask = generate_plant_image(48, 48, np.random.default_rng(i))
+        Image.fromarray(image).save(root / "images" / f"p{i:02d}.png")
+        Image.fromarray(((mask > 127) * 255).astype(np.uint8)).save(root / "masks" / f"p{i:02d}.png")
+    return root.parent
+
+
+def _args(data: Path, work_dir: Path, *extra: str):
+    return recipe.parse_args(
+        ["--data", str(data), "--out", str(work_dir / "out"), "--work-dir", str(work_dir)]
+        + ["--steps", "6", "--batch-size", "2", "--patch", "32", "--eval-every", "3", "--lr", "0.002"]
+        + ["--weight-decay", "0.001", *extra]
+    )
+
+
+def _train(args, stop_at: int | None = None):
+    """The recipe's training part (main() up to the held-out scoring): sampler, model, TrainingRun."""
+    torch.manual_seed(args.seed)
+    datasets = recipe.load_datasets(args.data, args.split_seed)
+    validation = {d.name: [recipe.read_pair(*p) for p in d.validation] for d in datasets}
+    sampler = recipe.PatchSampler(datasets, args.patch, np.random.default_rng(args.seed))
+    model = recipe.make_model(args, args.work_dir)
+    network = model.build_network()
+    calls = []
+
+    def scores(net, validation):
+        calls.append(1)
+        if len(calls) * args.eval_every == stop_at:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C arriving during the evaluation at that step
+        return recipe_scores(net, validation)
+
+    recipe_scores = recipe.validation_scores
+    recipe.validation_scores = scores
+    try:
+        history, best, _ = recipe.train(args, model, network, sampler, validation)
+    finally:
+        recipe.validation_scores = recipe_scores
+    return model, datasets, history, best
+
+
+@pytest.fixture(autouse=True)
+def _small_pool(monkeypatch):
+    monkeypatch.setattr(recipe, "SYNTHETIC_POOL", 4)
+    monkeypatch.setattr(recipe, "log", lambda message: None)
+
+
+def test_recipe_trains_saves_resumes_and_evaluates_through_training_run(data, tmp_path):
+    args = _args(data, tmp_path / "whole")
+    model, datasets, history, best = _train(args)
+    assert [record["step"] for record in history] == [3, 6]
+    assert {"train_loss", "learning_rate", "score", "dice_plots"} <= set(history[0])
+    assert best["step"] in (3, 6) and best["score"] == max(record["score"] for record in history)
+    # The work dir is an ordinary saved state holding the best weights, beside checkpoint and best weights.
+    work = args.work_dir
+    assert (work / state.CHECKPOINT).is_file() and (work / "metrics.csv").is_file()
+    assert load_file(str(work / state.WEIGHTS)).keys() == load_file(str(work / BEST_WEIGHTS)).keys()
+    loaded = dpp.load_model(work)
+    assert loaded.settings.optimizer == "adamw" and loaded.settings.lr_schedule == "cosine"
+
+    split = _args(data, tmp_path / "split")
+    with pytest.raises(dpp.TrainingInterrupted, match="batch 3"):
+        _train(split, stop_at=3)
+    assert state.load_checkpoint(split.work_dir / state.CHECKPOINT)["batch"] == 3
+    _, _, resumed, resumed_best = _train(_args(data, tmp_path / "split", "--resume"))
+    assert resumed == [dict(r, elapsed_seconds=s["elapsed_seconds"]) for r, s in zip(history, resumed)]
+    assert resumed_best == best
+    for key, value in load_file(str(work / state.WEIGHTS)).items():
+        assert torch.equal(value, load_file(str(split.work_dir / state.WEIGHTS))[key]), key
+
+    # --finish-only reads the same run back.
+    network = recipe.make_model(args, tmp_path / "other").build_network()
+    finished_history, finished_best, _ = recipe.finished_run(args, network)
+    assert finished_history == history and finished_best == best
+
+
+def test_settings_and_card_say_how_the_weights_were_trained(data, tmp_path):
+    args = _args(data, tmp_path / "run")
+    model, datasets, history, best = _train(args)
+    saved = json.loads((args.work_dir / state.SETTINGS).read_text())
+    assert saved["optimizer"] == "adamw" and saved["learning_rate"] == 0.002
+    assert saved["regularization_coefficient"] == 0.001 and saved["batch_size"] == 2
+    assert saved["lr_schedule"] == "cosine" and saved["warmup_batches"] == recipe.warmup_batches(6) == 0
+    assert saved["input_normalization"] == "none"
+    assert not any(
+        saved[key] for key in saved if key.startswith("augmentation_") and key != "augmentation_crop_ratio"
+    )
+    card = recipe.training_record(args, model.settings, "cmd", datasets, history, best, 1.0)
+    assert card["optimizer"] == "adamw lr 0.002 weight decay 0.001"
+    assert card["learning_rate_schedule"].startswith("cosine, 0 warm-up batches")
+    assert (card["steps"], card["eval_every"], card["batch_size"], card["patch"]) == (6, 3, 2, 32)
+    assert card["validation_history"] == history and card["best_step"] == best["step"]
+
+
+def test_cosine_schedule_setting():
+    factor = cosine_factor(2, 10)
+    assert [round(factor(s), 4) for s in (0, 1, 5, 10, 12)] == [0.5, 0.9755, 0.5, 0.0, 0.0]
+    model = dpp.SemanticSegmentationModel()
+    model.set_learning_rate_decay(0.5, 2)
+    model.set_learning_rate_schedule("Cosine", warmup_batches=3)
+    assert (model.settings.lr_schedule, model.settings.warmup_batches) == ("cosine", 3)
+    assert model.settings.lr_decay_factor is None
+    with pytest.raises(ValueError, match=r"schedule.*\['cosine'\].*'linear'"):
+        model.set_learning_rate_schedule("linear")
+    with pytest.raises(ValueError, match="warmup_batches"):
+        model.set_learning_rate_schedule("cosine", warmup_batches=-1)
+    model.set_optimizer("AdamW")
+    assert model.settings.optimizer == "adamw"
+
+
+def test_shipped_settings_match_the_card():
+    from deepplantphenomics import tools
+
+    card = tools.model_card()["training"]
+    settings = dpp.load_model(tools.WEIGHTS_DIR).settings
+    expected = (
+        f"{settings.optimizer} lr {settings.learning_rate} weight decay {settings.regularization_coefficient}"
+    )
+    assert card["optimizer"] == expected
+    assert card["learning_rate_schedule"].startswith(
+        f"{settings.lr_schedule}, {settings.warmup_batches} warm-up"
+    )
+    assert recipe.warmup_batches(card["steps"]) == settings.warmup_batches
+    assert card["input_normalization"] == settings.input_normalization == "none"
+    assert (card["batch_size"], card["threads"]) == (settings.batch_size, settings.num_threads)
