@@ -394,7 +394,7 @@ class TrainingRun:
     interrupted: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     global_step: int = 0  # training batches done when run() returned (TensorBoard's x axis)
-    # The extension points (docs/api.md, "Training loop"). A step-based run: ``steps`` batches drawn from
+    # The extension points (docs/api.md, "Other modules"). A step-based run: ``steps`` batches drawn from
     # ``batches`` (``train_data`` is then unused and may be None), scored by ``evaluator`` every
     # ``evaluate_every`` steps and at the end; the best-scoring weights are kept (BEST_WEIGHTS) and saved last.
     transform: Transform | None = None
