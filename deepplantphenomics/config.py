@@ -86,6 +86,8 @@ SETTING_KEYS: dict[str, str] = {
     "learning_rate": "set_learning_rate",
     "optimizer": "set_optimizer",
     "learning_rate_decay": "set_learning_rate_decay",
+    "learning_rate_schedule": "set_learning_rate_schedule",
+    "input_normalization": "set_input_normalization",
     "regularization_coefficient": "set_regularization_coefficient",
     "weight_initializer": "set_weight_initializer",
     "maximum_training_epochs": "set_maximum_training_epochs",

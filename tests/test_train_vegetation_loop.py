@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_model
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -151,3 +152,19 @@ def test_shipped_settings_match_the_card():
     assert recipe.warmup_batches(card["steps"]) == settings.warmup_batches
     assert card["input_normalization"] == settings.input_normalization == "none"
     assert (card["batch_size"], card["threads"]) == (settings.batch_size, settings.num_threads)
+
+
+def test_begin_training_with_adamw_and_cosine_ends_at_zero_learning_rate(tmp_path, tiny_dataset):
+    model = make_model(tmp_path / "run")
+    model.set_maximum_training_epochs(2)
+    model.set_optimizer("adamw")
+    model.set_regularization_coefficient(1e-3)
+    model.set_learning_rate_schedule("cosine", warmup_batches=1)
+    model.set_input_normalization("none")
+    model.set_test_split(0.0)
+    model.load_dataset_from_directory_with_segmentation_masks(*map(str, tiny_dataset))
+    model.begin_training()
+    rates = [record["learning_rate"] for record in model.history]
+    assert len(rates) == 2 and 0.0 < rates[0] <= model.settings.learning_rate and rates[1] == 0.0
+    saved = dpp.load_model(tmp_path / "run").settings
+    assert (saved.optimizer, saved.lr_schedule, saved.input_normalization) == ("adamw", "cosine", "none")
