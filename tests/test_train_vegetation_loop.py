@@ -35,12 +35,16 @@ def data(tmp_path: Path) -> Path:
     return root.parent
 
 
-def _args(data: Path, work_dir: Path, *extra: str):
-    return recipe.parse_args(
+def _argv(data: Path, work_dir: Path, *extra: str) -> list[str]:
+    return (
         ["--data", str(data), "--out", str(work_dir / "out"), "--work-dir", str(work_dir)]
         + ["--steps", "6", "--batch-size", "2", "--patch", "32", "--eval-every", "3", "--lr", "0.002"]
         + ["--weight-decay", "0.001", *extra]
     )
+
+
+def _args(data: Path, work_dir: Path, *extra: str):
+    return recipe.parse_args(_argv(data, work_dir, *extra))
 
 
 def _train(args, stop_at: int | None = None):
@@ -168,3 +172,21 @@ def test_begin_training_with_adamw_and_cosine_ends_at_zero_learning_rate(tmp_pat
     assert len(rates) == 2 and 0.0 < rates[0] <= model.settings.learning_rate and rates[1] == 0.0
     saved = dpp.load_model(tmp_path / "run").settings
     assert (saved.optimizer, saved.lr_schedule, saved.input_normalization) == ("adamw", "cosine", "none")
+
+
+def test_main_writes_a_state_whose_card_matches_its_settings(data, tmp_path, monkeypatch):
+    """The whole recipe (one inference candidate, so it stays tiny): the card's training section and the
+    written settings.json agree."""
+    one = {"resize to half size": {"mode": "resize", "scale": 0.5, "max_pixels": None}}
+    monkeypatch.setattr(recipe, "inference_candidates", lambda: one)
+    monkeypatch.setattr(recipe, "time_inference", lambda *args, **kwargs: 0.01)
+    args = _args(data, tmp_path / "run")
+    assert recipe.main(_argv(data, tmp_path / "run")) == 0
+    card = json.loads((args.out / "model_card.json").read_text())["training"]
+    settings = dpp.load_model(args.out).settings
+    assert (
+        card["optimizer"]
+        == f"adamw lr {settings.learning_rate} weight decay {settings.regularization_coefficient}"
+    )
+    assert card["steps"] == 6 and [r["step"] for r in card["validation_history"]] == [3, 6]
+    assert card["command"].endswith("--eval-every 3") and "--steps 6" in card["command"]
