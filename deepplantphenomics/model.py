@@ -9,13 +9,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
-import hashlib
-import json
-import math
 import os
 import random
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +19,12 @@ import numpy as np
 import torch
 
 from deepplantphenomics import distributed, state
-from deepplantphenomics._version import __version__
 from deepplantphenomics.architectures import PREDEFINED, predefined_layer_specs
-from deepplantphenomics.data.dataset import (
-    InMemoryData,
-    LoadReport,
-    as_float,
-    image_statistics,
-    load_pairs,
-    make_split,
-    mode_counts,
-    pair_folders,
-    reuse_split,
-    stack,
-)
+from deepplantphenomics.data.dataset import InMemoryData, pair_folders
+from deepplantphenomics.data.training_data import TrainingData
 from deepplantphenomics.inference import check_files, interpret, predict_files, stack_or_list
 from deepplantphenomics.layers import layer_kind, layer_name
-from deepplantphenomics.losses import build_loss, canonical_loss_name
+from deepplantphenomics.losses import canonical_loss_name
 from deepplantphenomics.network import (
     SKIP_SEMANTICS_DPP,
     NetworkBuilder,
@@ -54,11 +39,12 @@ from deepplantphenomics.settings import (
 from deepplantphenomics.training import (
     TrainingRun,
     choose_device,
-    evaluate,
-    headline_scores,
+    epochs_per_decay,
+    evaluate_test_split,
+    grid_search,
     hold_save_dir,
-    report_test_metrics,
-    write_tensorboard_scalars,
+    prepare_training_devices,
+    search_values,
 )
 from deepplantphenomics.validation import (
     check_bool,
@@ -67,7 +53,6 @@ from deepplantphenomics.validation import (
     check_int,
     check_mask_threshold,
     check_num_classes,
-    check_sequence,
 )
 
 _MAX_SEED = 2**32 - 1  # np.random.seed's upper bound
@@ -154,10 +139,7 @@ class SemanticSegmentationModel:
         self._settings = Settings()
         self._builder: NetworkBuilder | None = None
         self._network: SegmentationNetwork | None = None
-        self._pairs: list[tuple[Path, Path]] | None = None
-        self._skipped_files = 0
-        self._data_cache: dict[str, Any] = {}
-        self._split: dict[str, list[str]] | None = None
+        self._data: TrainingData | None = None  # the paired files, their split, decoded images and patches
         self._device = torch.device("cpu")
         self._closed = False
         self._global_step = 0  # training batches done, the x axis of TensorBoard's test scalars
@@ -171,6 +153,34 @@ class SemanticSegmentationModel:
         return self._save_dir
 
     # ================================================================== read-only views for other modules
+    @property
+    def debug(self) -> bool:
+        """Whether progress and decisions are logged (the constructor's ``debug``)."""
+        return self._debug
+
+    @property
+    def save_checkpoints(self) -> bool:
+        """Whether a resumable checkpoint is written after each epoch (the constructor's ``save_checkpoints``)."""
+        return self._save_checkpoints
+
+    @property
+    def report_rate(self) -> int:
+        """Training batches between two progress lines (the constructor's ``report_rate``)."""
+        return self._report_rate
+
+    @property
+    def paired_files(self) -> list[tuple[Path, Path]]:
+        """(image, mask) paths of the loaded dataset, in loading order (empty before a dataset is loaded)."""
+        return list(self._data.pairs) if self._data is not None else []
+
+    @property
+    def split(self) -> dict[str, list[str]] | None:
+        """Copies of the image names per part (``train``, ``validation``, ``test``) of the last training run's
+        split, as ``split.json`` records them; None before ``begin_training`` has split the data."""
+        if self._data is None or self._data.split is None:
+            return None
+        return {part: list(names) for part, names in self._data.split.items()}
+
     @property
     def settings(self) -> Settings:
         """A copy of every hyperparameter set so far (change them with the ``set_*`` methods)."""
@@ -218,7 +228,8 @@ class SemanticSegmentationModel:
 
     def _changed(self) -> None:
         """Settings changed: cached decoded data and any built network no longer apply."""
-        self._data_cache.clear()
+        if self._data is not None:
+            self._data.clear()
 
     # ================================================================== setters (API.md section 3)
     def set_batch_size(self, size: int) -> None:
@@ -672,135 +683,15 @@ class SemanticSegmentationModel:
             FileNotFoundError, ValueError: as ``load_dataset_from_directory_with_segmentation_masks``.
         """
         pairing = pair_folders(dirname, seg_dirname, arguments, mask_suffix)
-        self._pairs, self._skipped_files = pairing.pairs, pairing.skipped
-        self._changed()
+        self._data = TrainingData(pairing.pairs, pairing.skipped, log=self._log)
         self._log(
-            f"Found {len(self._pairs)} image/mask pairs in '{dirname}' and '{seg_dirname}', paired by "
+            f"Found {len(pairing.pairs)} image/mask pairs in '{dirname}' and '{seg_dirname}', paired by "
             f"{pairing.convention}"
-            + (f" ({self._skipped_files} non-image entries skipped)" if self._skipped_files else "")
+            + (f" ({pairing.skipped} non-image entries skipped)" if pairing.skipped else "")
         )
-
-    def _names(self) -> list[str]:
-        return [image.name for image, _ in self._pairs]
-
-    def _decoded(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Decode every pair once per settings (cached): images and masks by image name."""
-        if "decoded" not in self._data_cache:
-            s = self._settings
-            size = None if s.patching else (s.image_height, s.image_width)
-            images, masks, report = load_pairs(
-                self._pairs, s.image_depth, s.num_classes, size, s.resize_images, s.crop_or_pad_images
-            )
-            self._report_load(report, masks)
-            names = self._names()
-            self._data_cache["decoded"] = (dict(zip(names, images)), dict(zip(names, masks)))
-        return self._data_cache["decoded"]
-
-    def _report_load(self, report: LoadReport, masks: list[torch.Tensor]) -> None:
-        self._log(
-            f"Decoded {report.pairs} image/mask pairs; images by colour mode: {mode_counts(report.modes)}"
-        )
-        if report.ignore_masks:
-            self._log(
-                f"{report.ignore_masks} mask(s) hold exactly the values 0, 1 and 255: read as 0 = background, "
-                "1 = foreground, 255 = ignore"
-            )
-        if report.zero_one_masks:
-            self._log(
-                f"{report.zero_one_masks} mask(s) hold only the values 0 and 1: read as 0 = background, "
-                "1 = foreground"
-            )
-        if self._settings.binary and all(not bool((m == 1).any()) for m in masks):
-            # Training on all-background masks silently yields a model that predicts nothing.
-            raise ValueError(
-                "Every mask is entirely background: foreground pixels must be > 127 (0/255 masks) or 1 (0/1 masks)."
-            )
 
     def _subset(self, names: list[str]) -> InMemoryData | None:
-        if not names:
-            return None
-        s = self._settings
-        if not s.patching:
-            images, masks = self._decoded()
-            return stack(names, [images[n] for n in names], [masks[n] for n in names])
-        return self._patches(names)
-
-    def _patch_cache_path(self, names: list[str]) -> Path:
-        """Cache file for the patches of ``names``: keyed by the files (name, size, mtime) and the settings."""
-        s = self._settings
-        by_name = {image.name: (image, mask) for image, mask in self._pairs}
-        files = []
-        for name in names:
-            for path in by_name[name]:
-                info = path.stat()
-                files.append([str(path), info.st_size, info.st_mtime_ns])
-        key = json.dumps([files, s.patch_height, s.patch_width, s.image_depth, s.num_classes, __version__])
-        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-        return self._save_dir / "patch_cache" / f"patches-{digest}.pt"
-
-    def _patches(self, names: list[str]) -> InMemoryData:
-        """Patches covering each full-resolution image, cached on disk and reused (unless set_gen_data_overwrite).
-
-        Each patch carries the mean/std of its whole image, so it is standardised as tiled inference will.
-        """
-        s = self._settings
-        cache = self._patch_cache_path(names)
-        if cache.exists() and not s.gen_data_overwrite:
-            try:
-                saved = state.load_checkpoint(cache)
-                self._log(f"Reusing {len(saved['names'])} cached patches from '{cache}'")
-                return InMemoryData(saved["names"], saved["images"], saved["masks"], saved["statistics"])
-            except (ValueError, KeyError):
-                self._log(f"Patch cache '{cache}' is unreadable; regenerating it")
-        from deepplantphenomics.data.patches import extract_training_patches
-
-        images, masks = self._decoded()
-        patch_images, patch_masks, patch_names, patch_stats = [], [], [], []
-        for name in names:
-            full = images[name]
-            stats = image_statistics(as_float(full)[None])[0]
-            pi, pm = extract_training_patches(
-                full.permute(1, 2, 0).numpy(), masks[name].numpy(), s.patch_height, s.patch_width
-            )
-            patch_images.extend(torch.from_numpy(np.ascontiguousarray(p)).permute(2, 0, 1) for p in pi)
-            patch_masks.extend(torch.from_numpy(np.ascontiguousarray(m)) for m in pm)
-            patch_names.extend(f"{name}#{i}" for i in range(len(pi)))
-            patch_stats.extend([stats] * len(pi))
-        data = stack(patch_names, patch_images, patch_masks, torch.stack(patch_stats))
-        if distributed.is_main():
-            state.save_torch(
-                cache,
-                {
-                    "names": data.names,
-                    "images": data.images,
-                    "masks": data.masks,
-                    "statistics": data.statistics,
-                },
-            )
-        self._log(f"Cut {len(data)} patches of {s.patch_height}x{s.patch_width} from {len(names)} images")
-        return data
-
-    def _resolve_split(self) -> dict[str, list[str]]:
-        s = self._settings
-        names = self._names()
-        path = self._save_dir / state.SPLIT
-        if not distributed.is_main():  # under torchrun rank 0 decides and writes; the others receive it
-            return distributed.broadcast_object(None)
-        if path.exists() and not s.force_split_shuffle:
-            saved = state.read_json(path)
-            split, notes = reuse_split(saved, names, s.test_split, s.validation_split, s.random_seed)
-            self._log(
-                f"Reusing the train/validation/test split saved in '{path}'"
-                + (f" ({'; '.join(notes)})" if notes else "")
-            )
-        else:
-            split = make_split(names, s.test_split, s.validation_split, s.random_seed)
-        state.write_json(path, split)
-        self._log(
-            f"Split: {len(split['train'])} training, {len(split['validation'])} validation, "
-            f"{len(split['test'])} test images"
-        )
-        return distributed.broadcast_object(split)
+        return self._data.subset(names, self._settings, self._save_dir)
 
     # ================================================================== network and state
     def _specs(self) -> list[dict[str, Any]]:
@@ -870,30 +761,8 @@ class SemanticSegmentationModel:
         return directory
 
     # ================================================================== training (API.md section 6)
-    def _prepare_runtime(self) -> None:
-        distributed.initialize()
-        s = self._settings
-        if s.num_threads is not None:
-            torch.set_num_threads(s.num_threads)
-        self._device = choose_device(s)
-        available = torch.cuda.device_count() if self._device.type == "cuda" else 0
-        if s.num_gpus:
-            if available == 0:
-                warnings.warn(
-                    f"set_number_of_gpus({s.num_gpus}): no GPU is available; training on the CPU.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-            else:
-                used = min(s.num_gpus, available)
-                if s.batch_size % used:
-                    raise RuntimeError(
-                        f"The batch size ({s.batch_size}) must split evenly over {used} GPUs; "
-                        f"use a multiple of {used} with set_batch_size."
-                    )
-
     def _check_ready_to_train(self) -> None:
-        if self._pairs is None:
+        if self._data is None:
             raise RuntimeError(
                 "No data: call load_dataset_from_directory_with_segmentation_masks(dirname, seg_dirname) first."
             )
@@ -928,14 +797,13 @@ class SemanticSegmentationModel:
                 f"Cannot resume: no checkpoint at '{self._save_dir / state.CHECKPOINT}'. "
                 "Train with save_checkpoints=True (the default) first, or interrupt a run with Ctrl-C."
             )
-        self._prepare_runtime()
+        self._device = prepare_training_devices(self._settings)
         with hold_save_dir(self._save_dir):  # one training run per save_dir at a time
             return self._train_and_test(return_test_loss, resume)
 
     def _train_and_test(self, return_test_loss: bool, resume: bool) -> float | None:
         """begin_training() once the save_dir is this run's."""
-        split = self._resolve_split()
-        self._split = split
+        split = self._data.split = self._data.resolve_split(self._settings, self._save_dir)
         train = self._subset(split["train"])
         validation = self._subset(split["validation"])
         self._log(
@@ -944,12 +812,8 @@ class SemanticSegmentationModel:
             f"device {self._device})"
         )
         if self._batches_per_decay is not None:
-            batches_per_epoch = math.ceil(len(train) / self._settings.batch_size)
-            epochs = max(1, round(self._batches_per_decay / batches_per_epoch))
-            self._settings.epochs_per_decay = epochs
-            self._log(
-                f"Learning rate decay every {self._batches_per_decay} batches: every {epochs} epoch(s) of "
-                f"{batches_per_epoch} batches (the learning rate changes once per epoch)"
+            self._settings.epochs_per_decay = epochs_per_decay(
+                self._batches_per_decay, len(train), self._settings.batch_size, self._log
             )
         if resume:
             self._adopt_saved_skip_semantics(self._save_dir)
@@ -999,22 +863,15 @@ class SemanticSegmentationModel:
             The metrics dict (also printed).
         """
         self._check_ready_to_train()
-        split = self._split or self._resolve_split()
+        split = self._data.split or self._data.resolve_split(self._settings, self._save_dir)
         test = self._subset(split["test"])
         if test is None:
             raise RuntimeError("There is no test split: set_test_split(r) with r > 0 and train again.")
         network = prepare_module(self._build_network(), self._device)
-        s = self._settings
-        loss_fn = build_loss(s.loss_function, s.num_classes, s.class_weights)
-        metrics = evaluate(network, test, s, loss_fn, self._device)
-        self.test_metrics = metrics
-        if distributed.is_main():
-            print(report_test_metrics(metrics), flush=True)
-            if self._tensorboard_dir:
-                iou, dice = headline_scores(metrics)
-                scalars = {"test/loss": metrics["loss"], "test/iou": iou, "test/dice": dice}
-                write_tensorboard_scalars(self._tensorboard_dir, scalars, self._global_step)
-        return metrics
+        self.test_metrics = evaluate_test_split(
+            network, test, self._settings, self._device, self._tensorboard_dir, self._global_step
+        )
+        return self.test_metrics
 
     # ================================================================== inference
     def forward_pass_with_file_inputs(
@@ -1187,53 +1044,27 @@ class SemanticSegmentationModel:
             RuntimeError: there is no test split to compare the runs on, no data, or no complete network.
         """
         steps = check_int("num_steps", num_steps)
-
-        def grid(argument: str, limits: Any, current: float, low_inclusive: bool) -> list[float]:
-            if limits is None:
-                return [current]
-            items = check_sequence(argument, limits, "[low, high]")
-            if len(items) != 2:
-                raise TypeError(
-                    f"Invalid value for argument `{argument}`: expected [low, high], received {limits!r}."
-                )
-            low, high = (check_float(argument, v, 0.0, None, low_inclusive=low_inclusive) for v in items)
-            if low > high:
-                raise ValueError(
-                    f"Invalid value for argument `{argument}`: expected low <= high, received {items!r}."
-                )
-            return [float(v) for v in np.linspace(low, high, steps)]
-
         s = self._settings
-        l2_values = grid("l2_reg_limits", l2_reg_limits, s.regularization_coefficient, True)
-        lr_values = grid("lr_limits", lr_limits, s.learning_rate, False)
+        l2_values = search_values("l2_reg_limits", l2_reg_limits, s.regularization_coefficient, steps, True)
+        lr_values = search_values("lr_limits", lr_limits, s.learning_rate, steps, False)
         if s.test_split == 0:
             raise RuntimeError(
                 "The hyperparameter search compares test losses: set_test_split(r) with r > 0 first."
             )
         self._check_ready_to_train()  # missing data or layers fail now, not as a grid of NaNs
         saved = (s.learning_rate, s.regularization_coefficient, self._tensorboard_dir)
-        losses = np.full((len(l2_values), len(lr_values)), np.nan)
+
+        def train(l2: float, lr: float) -> float | None:
+            s.learning_rate, s.regularization_coefficient = lr, l2
+            if saved[2] is not None:
+                self._tensorboard_dir = str(Path(saved[2]) / f"lr_{lr:g}_l2_{l2:g}")
+            self._network = None  # a fresh start for every grid point
+            return self.begin_training(return_test_loss=True)
+
         try:
-            for i, l2 in enumerate(l2_values):
-                for j, lr in enumerate(lr_values):
-                    self._log(f"HYPERPARAMETER SEARCH: l2 coefficient {l2:g}, learning rate {lr:g}")
-                    s.learning_rate, s.regularization_coefficient = lr, l2
-                    if saved[2] is not None:
-                        self._tensorboard_dir = str(Path(saved[2]) / f"lr_{lr:g}_l2_{l2:g}")
-                    self._network = None  # a fresh start for every grid point
-                    try:
-                        loss = self.begin_training(return_test_loss=True)
-                    except Exception as exc:  # DPP's behaviour: a failed run is NaN, the search goes on
-                        self._log(f"HYPERPARAMETER SEARCH: the run failed ({type(exc).__name__}: {exc}); NaN")
-                        continue
-                    losses[i, j] = np.nan if loss is None else loss
+            return grid_search(l2_values, lr_values, train, self._log)
         finally:
             s.learning_rate, s.regularization_coefficient, self._tensorboard_dir = saved
-        self._log(f"Hyperparameter search: l2 coefficients {l2_values}, learning rates {lr_values}")
-        self._log(
-            "Test loss grid (rows: l2 coefficient, columns: learning rate):\n" + np.array2string(losses)
-        )
-        return losses
 
     # ------------------------------------------------------------ DPP methods that do not apply to segmentation
     def add_fully_connected_layer(
@@ -1311,7 +1142,7 @@ class SemanticSegmentationModel:
     def shut_down(self) -> None:
         """Release the network and cached data (safe to call twice)."""
         self._network = None
-        self._data_cache.clear()
+        self._changed()
         self._closed = True
 
     # ================================================================== loading without re-declaration
@@ -1319,34 +1150,17 @@ class SemanticSegmentationModel:
     def from_saved_state(cls, directory: str | os.PathLike, debug: bool = False) -> SemanticSegmentationModel:
         """Rebuild a trained model from its state directory alone (see ``dpp.load_model``)."""
         directory = Path(directory)
-        if not directory.is_dir():
-            raise FileNotFoundError(f"Saved state folder does not exist: '{directory}'.")
-        # One save's files, never the weights of one run with the architecture of another.
-        arch, saved_settings, weights = state.read_state_files(directory)
-        if not isinstance(saved_settings, dict):
-            raise ValueError(
-                f"Saved settings '{directory / state.SETTINGS}' hold {type(saved_settings).__name__}, "
-                "not a JSON object of settings."
-            )
-        # States written before input normalisation was a setting fed the network [0, 1] pixels.
-        saved_settings.setdefault("input_normalization", "none")
-        # A hand-edited settings.json is held to the setters' rules and must fit the saved network.
-        settings = Settings.from_dict(saved_settings, source=directory / state.SETTINGS)
-        try:
-            layers = arch["layers"]
-            input_shape = tuple(arch["input_shape"])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"Saved state in '{directory}' is incomplete: missing {exc}.") from None
-        state.check_settings_match(settings, arch, directory)
-        semantics = state.skip_semantics_of(arch)
+        saved = state.read_saved_state(directory)
         model = cls(debug=debug, save_dir=directory, save_checkpoints=False)
-        model._settings = settings
-        model._skip_semantics = semantics
-        model._builder = NetworkBuilder(input_shape, semantics)
-        for spec in layers:
+        model._settings = saved.settings
+        model._skip_semantics = saved.skip_semantics
+        model._builder = NetworkBuilder(saved.input_shape, saved.skip_semantics)
+        for spec in saved.layers:
             model._builder.add(spec)
-        network = SegmentationNetwork(layers, input_shape, int(arch["out_channels"]), semantics)
-        state.load_state_dict_checked(network, weights, directory / state.WEIGHTS)
+        network = SegmentationNetwork(
+            saved.layers, saved.input_shape, saved.out_channels, saved.skip_semantics
+        )
+        state.load_state_dict_checked(network, saved.weights, directory / state.WEIGHTS)
         model._network = network
         return model
 

@@ -29,6 +29,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -410,6 +411,51 @@ def read_state_files(
             "in from elsewhere). Save or train the model into this folder again, or restore the files together."
         )
     raise ValueError(problem)
+
+
+@dataclass(frozen=True)
+class SavedState:
+    """A state folder read and checked: what ``dpp.load_model`` rebuilds a model from."""
+
+    settings: Settings
+    layers: list[dict[str, Any]]  # the layer specs, input layer first
+    input_shape: tuple[int, ...]  # (channels, height, width) of the network input
+    out_channels: int
+    skip_semantics: str  # how its skip connections compute (network.SKIP_SEMANTICS_*)
+    weights: dict[str, torch.Tensor]
+
+
+def read_saved_state(directory: str | os.PathLike) -> SavedState:
+    """Read the architecture, settings and weights of one save in ``directory`` and check they fit together.
+
+    Raises:
+        FileNotFoundError: the folder or one of its files is missing (named).
+        ValueError: a file is corrupt, incomplete, of another save, or the settings disagree with the network
+            (the file and key are named).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"Saved state folder does not exist: '{directory}'.")
+    # One save's files, never the weights of one run with the architecture of another.
+    arch, saved_settings, weights = read_state_files(directory)
+    if not isinstance(saved_settings, dict):
+        raise ValueError(
+            f"Saved settings '{directory / SETTINGS}' hold {type(saved_settings).__name__}, "
+            "not a JSON object of settings."
+        )
+    # States written before input normalisation was a setting fed the network [0, 1] pixels.
+    saved_settings.setdefault("input_normalization", "none")
+    # A hand-edited settings.json is held to the setters' rules and must fit the saved network.
+    settings = Settings.from_dict(saved_settings, source=directory / SETTINGS)
+    try:
+        layers = arch["layers"]
+        input_shape = tuple(arch["input_shape"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"Saved state in '{directory}' is incomplete: missing {exc}.") from None
+    check_settings_match(settings, arch, directory)
+    return SavedState(
+        settings, layers, input_shape, int(arch["out_channels"]), skip_semantics_of(arch), weights
+    )
 
 
 def load_weights_with_metadata(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

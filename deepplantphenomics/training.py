@@ -15,10 +15,13 @@ import math
 import signal
 import sys
 import threading
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -30,6 +33,7 @@ from deepplantphenomics.losses import build_loss
 from deepplantphenomics.metrics import ConfusionMatrix, format_metrics, predictions_from_logits
 from deepplantphenomics.runtime import prepare_input, prepare_module, tune_allocator
 from deepplantphenomics.settings import Settings
+from deepplantphenomics.validation import check_float, check_sequence
 
 METRICS_CSV = "metrics.csv"
 
@@ -48,6 +52,37 @@ class TrainingDivergedError(RuntimeError):
 def choose_device(settings: Settings) -> torch.device:
     """CUDA when present (and GPUs were not set to 0; this rank's GPU under torchrun), else CPU."""
     return distributed.device_for_rank(prefer_cuda=settings.num_gpus != 0)
+
+
+def prepare_training_devices(settings: Settings) -> torch.device:
+    """Join the process group under torchrun, set the thread count, and choose the training device.
+
+    Warns (``UserWarning``, pointing at the caller of ``begin_training``) when GPUs were asked for and none is
+    available.
+
+    Raises:
+        RuntimeError: the batch size does not split evenly over the GPUs used.
+    """
+    distributed.initialize()
+    if settings.num_threads is not None:
+        torch.set_num_threads(settings.num_threads)
+    device = choose_device(settings)
+    available = torch.cuda.device_count() if device.type == "cuda" else 0
+    if settings.num_gpus:
+        if available == 0:
+            warnings.warn(
+                f"set_number_of_gpus({settings.num_gpus}): no GPU is available; training on the CPU.",
+                UserWarning,
+                stacklevel=3,
+            )
+        else:
+            used = min(settings.num_gpus, available)
+            if settings.batch_size % used:
+                raise RuntimeError(
+                    f"The batch size ({settings.batch_size}) must split evenly over {used} GPUs; "
+                    f"use a multiple of {used} with set_batch_size."
+                )
+    return device
 
 
 def wrap_for_devices(network: nn.Module, settings: Settings, device: torch.device) -> nn.Module:
@@ -275,6 +310,28 @@ class _StopRequest:
 
 
 @dataclass
+class _Loop:
+    """What the steps of one ``TrainingRun.run`` share: made by ``_start_loop``, advanced batch by batch."""
+
+    trainee: nn.Module | None  # the network, or its DataParallel/DDP wrapper
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # torch.optim.lr_scheduler.StepLR or None
+    generator: torch.Generator  # the shuffle (and augmentation on a single process)
+    aug_generator: torch.Generator
+    augment: AugmentationConfig
+    batch_size: int  # per process
+    batches_per_epoch: int
+    start_epoch: int = 0  # where the run starts (later than 0 when resumed)
+    start_batch: int = 0  # in the current epoch; 0 after the first
+    order: torch.Tensor | None = None  # the current epoch's shuffle; None: draw a new one
+    running: tuple[float, int] = (0.0, 0)  # a resumed epoch's (loss sum, images) so far
+    step: int = 0  # training batches done (TensorBoard's x axis)
+    writer: Any = None  # TensorBoard SummaryWriter (rank 0, when asked for)
+    bar: Any = None  # tqdm
+
+
+@dataclass
 class TrainingRun:
     """Everything one training run needs; ``run()`` trains and returns the per-epoch history."""
 
@@ -381,169 +438,219 @@ class TrainingRun:
             TrainingInterrupted: SIGINT or SIGTERM arrived; the batch under way was finished and the state saved.
             TrainingDivergedError: the loss became NaN or infinite (nothing more is saved).
         """
-        settings = self.settings
         tune_allocator()
-        main = distributed.is_main()
-        world, rank = distributed.world_size(), distributed.rank()
-        if settings.batch_size % world:
+        world = distributed.world_size()
+        if self.settings.batch_size % world:
             raise RuntimeError(
-                f"The batch size ({settings.batch_size}) must split evenly over {world} processes; "
+                f"The batch size ({self.settings.batch_size}) must split evenly over {world} processes; "
                 f"use a multiple of {world} with set_batch_size."
             )
         self._choose_layout()
-        network = self.network = prepare_module(self.network, self.device)
-        trainee = wrap_for_devices(network, settings, self.device)
-        loss_fn = build_loss(settings.loss_function, settings.num_classes, settings.class_weights)
+        self.network = prepare_module(self.network, self.device)
+        loop = self._start_loop()
+        if self.resume:
+            self._resume(loop)
+        if world > 1:
+            self.log(f"distributed training: world size {world}")
+        loop.writer = self._tensorboard() if distributed.is_main() else None
+        loop.step = loop.start_epoch * loop.batches_per_epoch + loop.start_batch
+        loop.bar = self._progress_bar(loop)
+        loop.trainee.train()
+        with _StopRequest() as stop:
+            for epoch in range(loop.start_epoch, self.settings.maximum_training_epochs):
+                running = self._train_epoch(loop, epoch, stop)
+                self._end_epoch(loop, epoch, running)
+        self._finish(loop)
+        return self.history
+
+    def _start_loop(self) -> _Loop:
+        """The optimiser, schedule, loss, generators and batch geometry of a fresh run."""
+        settings, network = self.settings, self.network
+        world, rank = distributed.world_size(), distributed.rank()
         optimizer = make_optimizer(settings, optimizer_parameters(network, settings))
-        scheduler = make_scheduler(settings, optimizer)
         seed = settings.random_seed
         if seed is None:
             seed = distributed.broadcast_object(int(torch.randint(0, 2**62, (1,)).item()))
         # The shuffle is the same on every rank (each takes its share); augmentation differs per rank.
         generator = torch.Generator().manual_seed(seed)
         aug_generator = generator if world == 1 else torch.Generator().manual_seed(seed + 7919 * (rank + 1))
-        augment = augmentation_config(settings)
-        n = len(self.train_data)
         batch_size = settings.batch_size // world
-        batches_per_epoch = math.ceil(math.ceil(n / world) / batch_size)
-        start_epoch, start_batch, order, resumed_running = 0, 0, None, (0.0, 0)
-        checkpoint_path = self.save_dir / state.CHECKPOINT
-        if self.resume:
-            if not checkpoint_path.exists():
-                raise FileNotFoundError(
-                    f"Cannot resume: no checkpoint at '{checkpoint_path}'. Train without resume=True first."
-                )
-            ckpt = state.load_checkpoint(checkpoint_path)
-            optimizer.load_state_dict(ckpt["optimizer"])
-            if scheduler is not None and ckpt["scheduler"] is not None:
-                scheduler.load_state_dict(ckpt["scheduler"])
-            generator.set_state(ckpt["generator"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            start_epoch, start_batch, order = ckpt["epoch"], ckpt["batch"], ckpt["order"]
-            self.history = list(ckpt.get("history", []))
-            resumed_running = tuple(ckpt.get("running", (0.0, 0)))
-            # A checkpoint after an epoch's last batch is either the end-of-epoch one (its record is in the
-            # history: go on with the next epoch) or a stop that came during that last batch (no record yet:
-            # the batch loop below is empty and the epoch is closed from the saved running loss).
-            if start_batch >= batches_per_epoch and len(self.history) > start_epoch:
-                start_epoch, start_batch, order = start_epoch + 1, 0, None
-            where = f"batch {start_batch + 1}" if start_batch < batches_per_epoch else "its end"
-            self.log(f"Resuming from epoch {start_epoch + 1}, {where} ('{checkpoint_path}').")
+        return _Loop(
+            trainee=wrap_for_devices(network, settings, self.device),
+            loss_fn=build_loss(settings.loss_function, settings.num_classes, settings.class_weights),
+            optimizer=optimizer,
+            scheduler=make_scheduler(settings, optimizer),
+            generator=generator,
+            aug_generator=aug_generator,
+            augment=augmentation_config(settings),
+            batch_size=batch_size,
+            batches_per_epoch=math.ceil(math.ceil(len(self.train_data) / world) / batch_size),
+        )
 
-        if world > 1:
-            self.log(f"distributed training: world size {world}")
-        writer = self._tensorboard() if main else None
-        total_batches = settings.maximum_training_epochs * batches_per_epoch
-        done = start_epoch * batches_per_epoch + start_batch
-        bar = tqdm(
-            total=total_batches,
-            initial=done,
+    def _resume(self, loop: _Loop) -> None:
+        """Continue from ``checkpoint.pt``: optimiser, schedule, random state, history and position."""
+        checkpoint_path = self.save_dir / state.CHECKPOINT
+        if not checkpoint_path.exists():
+            raise FileNotFoundError(
+                f"Cannot resume: no checkpoint at '{checkpoint_path}'. Train without resume=True first."
+            )
+        ckpt = state.load_checkpoint(checkpoint_path)
+        loop.optimizer.load_state_dict(ckpt["optimizer"])
+        if loop.scheduler is not None and ckpt["scheduler"] is not None:
+            loop.scheduler.load_state_dict(ckpt["scheduler"])
+        loop.generator.set_state(ckpt["generator"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        loop.start_epoch, loop.start_batch, loop.order = ckpt["epoch"], ckpt["batch"], ckpt["order"]
+        self.history = list(ckpt.get("history", []))
+        loop.running = tuple(ckpt.get("running", (0.0, 0)))
+        # A checkpoint after an epoch's last batch is either the end-of-epoch one (its record is in the
+        # history: go on with the next epoch) or a stop that came during that last batch (no record yet:
+        # the batch loop is empty and the epoch is closed from the saved running loss).
+        per_epoch = loop.batches_per_epoch
+        if loop.start_batch >= per_epoch and len(self.history) > loop.start_epoch:
+            loop.start_epoch, loop.start_batch, loop.order = loop.start_epoch + 1, 0, None
+        where = f"batch {loop.start_batch + 1}" if loop.start_batch < per_epoch else "its end"
+        self.log(f"Resuming from epoch {loop.start_epoch + 1}, {where} ('{checkpoint_path}').")
+
+    def _progress_bar(self, loop: _Loop) -> tqdm:
+        """One bar over every batch of the run (rank 0 only), starting where a resumed run starts."""
+        return tqdm(
+            total=self.settings.maximum_training_epochs * loop.batches_per_epoch,
+            initial=loop.step,
             desc="training",
             unit="batch",
-            disable=None if main else True,
+            disable=None if distributed.is_main() else True,
             dynamic_ncols=True,
             leave=False,
         )
-        trainee.train()
-        step = done
-        with _StopRequest() as stop:
-            for epoch in range(start_epoch, settings.maximum_training_epochs):
-                if order is None:
-                    order = torch.randperm(n, generator=generator)
-                mine = distributed.padded_shard(order)
-                running, seen = resumed_running
-                resumed_running = (0.0, 0)
-                for b in range(start_batch, batches_per_epoch):
-                    rows = mine[b * batch_size : (b + 1) * batch_size]
-                    images, masks = batch_tensors(self.train_data, rows, self.device)
-                    if augment.any:
-                        images, masks = augment_batch(images, masks, augment, generator=aug_generator)
-                    images = network_input(images, self.train_data, rows, settings, self.device)
-                    optimizer.zero_grad(set_to_none=True)
-                    with autocast(settings, self.device):
-                        logits = trainee(images)
-                    loss = loss_fn(logits.float(), masks)
-                    if distributed.any_rank(not bool(torch.isfinite(loss))):
-                        # Nothing is saved from here on: what is on disk (the last checkpoint) stays good.
-                        bar.close()
-                        kept = (
-                            f" The last good checkpoint is kept in '{self.save_dir}'."
-                            if checkpoint_path.exists()
-                            else ""
-                        )
-                        raise TrainingDivergedError(
-                            f"The training loss became {loss.detach().item()} at epoch {epoch + 1}, batch {b + 1}. "
-                            f"Try a lower learning rate (set_learning_rate, now {settings.learning_rate}).{kept}"
-                        )
-                    loss.backward()
-                    optimizer.step()
-                    step += 1
-                    value = loss.detach().item()
-                    running += value * images.shape[0]
-                    seen += images.shape[0]
-                    bar.update(1)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}")
-                    if step % self.report_rate == 0:
-                        self.log(f"epoch {epoch + 1}, batch {b + 1}/{batches_per_epoch}: loss {value:.4f}")
-                        if writer is not None:
-                            self._tensorboard_step(writer, step, value, optimizer, images, masks, logits)
-                    if distributed.any_rank(stop.signal is not None):
-                        self.interrupted = True
-                        bar.close()
-                        if main:
-                            self._checkpoint(
-                                optimizer, scheduler, generator, epoch, b + 1, order, (running, seen)
-                            )
-                            if writer is not None:
-                                writer.close()
-                            self._write_metrics_csv()
-                        distributed.barrier()
-                        self.global_step = step
-                        # The traceback keeps this frame alive: let go of the DDP wrapper (and through it the
-                        # process group) now, not at interpreter teardown (see distributed.shutdown).
-                        del trainee
-                        # The rank that got no signal stops with the signal of the one that did.
-                        signum = stop.signal if stop.signal is not None else signal.SIGINT
-                        raise TrainingInterrupted(signum, self.save_dir, epoch + 1, b + 1)
-                start_batch, order = 0, None
-                if scheduler is not None:
-                    scheduler.step()
-                totals = distributed.all_reduce_sum(torch.tensor([running, float(seen)], dtype=torch.float64))
-                record: dict[str, Any] = {
-                    "epoch": epoch + 1,
-                    "train_loss": float(totals[0] / max(float(totals[1]), 1.0)),
-                    "learning_rate": optimizer.param_groups[0]["lr"],
-                }
-                if self.validation_data is not None and len(self.validation_data):
-                    val = evaluate(network, self.validation_data, settings, loss_fn, self.device)
-                    iou, dice = headline_scores(val)
-                    record.update(val_loss=val["loss"], val_iou=iou, val_dice=dice)
-                    self.log(
-                        f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, validation loss "
-                        f"{val['loss']:.4f}, IoU {iou:.4f}, Dice {dice:.4f}"
-                    )
-                    if writer is not None:
-                        for key in ("val_loss", "val_iou", "val_dice"):
-                            writer.add_scalar(f"validation/{key[4:]}", record[key], step)
-                self.history.append(record)
-                if main:
-                    self._write_metrics_csv()
-                if self.save_checkpoints and main:
-                    self._checkpoint(
-                        optimizer, scheduler, generator, epoch, batches_per_epoch, torch.arange(n)
-                    )
-        bar.close()
-        if writer is not None:
-            writer.close()
-        distributed.sync_buffers(network)
-        self.global_step = step
-        if main:
-            self.save_state(network)
+
+    def _train_epoch(self, loop: _Loop, epoch: int, stop: _StopRequest) -> tuple[float, int]:
+        """Train the epoch's batches (from ``loop.start_batch`` when resumed); return (loss sum, images)."""
+        if loop.order is None:
+            loop.order = torch.randperm(len(self.train_data), generator=loop.generator)
+        mine = distributed.padded_shard(loop.order)
+        running, seen = loop.running
+        loop.running = (0.0, 0)
+        for b in range(loop.start_batch, loop.batches_per_epoch):
+            rows = mine[b * loop.batch_size : (b + 1) * loop.batch_size]
+            value, count = self._train_batch(loop, rows, epoch, b)
+            running += value * count
+            seen += count
+            if distributed.any_rank(stop.signal is not None):
+                self._stop(loop, epoch, b + 1, (running, seen), stop.signal)
+        loop.start_batch, loop.order = 0, None
+        return running, seen
+
+    def _train_batch(self, loop: _Loop, rows: torch.Tensor, epoch: int, b: int) -> tuple[float, int]:
+        """One optimiser step on ``rows``; return (the batch's loss, its number of images)."""
+        settings = self.settings
+        images, masks = batch_tensors(self.train_data, rows, self.device)
+        if loop.augment.any:
+            images, masks = augment_batch(images, masks, loop.augment, generator=loop.aug_generator)
+        images = network_input(images, self.train_data, rows, settings, self.device)
+        loop.optimizer.zero_grad(set_to_none=True)
+        with autocast(settings, self.device):
+            logits = loop.trainee(images)
+        loss = loop.loss_fn(logits.float(), masks)
+        if distributed.any_rank(not bool(torch.isfinite(loss))):
+            self._diverged(loop, loss, epoch, b)
+        loss.backward()
+        loop.optimizer.step()
+        loop.step += 1
+        value = loss.detach().item()
+        loop.bar.update(1)
+        loop.bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}")
+        if loop.step % self.report_rate == 0:
+            self.log(f"epoch {epoch + 1}, batch {b + 1}/{loop.batches_per_epoch}: loss {value:.4f}")
+            if loop.writer is not None:
+                self._tensorboard_step(loop.writer, loop.step, value, loop.optimizer, images, masks, logits)
+        return value, images.shape[0]
+
+    def _diverged(self, loop: _Loop, loss: torch.Tensor, epoch: int, b: int) -> NoReturn:
+        """Stop on a NaN/infinite loss. Nothing is saved from here on: the last checkpoint on disk stays good."""
+        loop.bar.close()
+        kept = (
+            f" The last good checkpoint is kept in '{self.save_dir}'."
+            if (self.save_dir / state.CHECKPOINT).exists()
+            else ""
+        )
+        raise TrainingDivergedError(
+            f"The training loss became {loss.detach().item()} at epoch {epoch + 1}, batch {b + 1}. "
+            f"Try a lower learning rate (set_learning_rate, now {self.settings.learning_rate}).{kept}"
+        )
+
+    def _stop(
+        self, loop: _Loop, epoch: int, batch: int, running: tuple[float, int], signum: int | None
+    ) -> NoReturn:
+        """A signal arrived (on some rank): save a checkpoint of this very batch, then raise."""
+        self.interrupted = True
+        loop.bar.close()
+        if distributed.is_main():
+            self._checkpoint(
+                loop.optimizer, loop.scheduler, loop.generator, epoch, batch, loop.order, running
+            )
+            if loop.writer is not None:
+                loop.writer.close()
+            self._write_metrics_csv()
+        distributed.barrier()
+        self.global_step = loop.step
+        # The traceback keeps the loop alive: let go of the DDP wrapper (and through it the process group) now,
+        # not at interpreter teardown (see distributed.shutdown).
+        loop.trainee = None
+        # The rank that got no signal stops with the signal of the one that did.
+        raise TrainingInterrupted(
+            signum if signum is not None else signal.SIGINT, self.save_dir, epoch + 1, batch
+        )
+
+    def _end_epoch(self, loop: _Loop, epoch: int, running: tuple[float, int]) -> None:
+        """Step the schedule; record the epoch (with validation), write metrics.csv and the checkpoint."""
+        if loop.scheduler is not None:
+            loop.scheduler.step()
+        totals = distributed.all_reduce_sum(
+            torch.tensor([running[0], float(running[1])], dtype=torch.float64)
+        )
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": float(totals[0] / max(float(totals[1]), 1.0)),
+            "learning_rate": loop.optimizer.param_groups[0]["lr"],
+        }
+        if self.validation_data is not None and len(self.validation_data):
+            self._validate(loop, epoch, record)
+        self.history.append(record)
+        if distributed.is_main():
+            self._write_metrics_csv()
+            if self.save_checkpoints:
+                order = torch.arange(len(self.train_data))
+                self._checkpoint(
+                    loop.optimizer, loop.scheduler, loop.generator, epoch, loop.batches_per_epoch, order
+                )
+
+    def _validate(self, loop: _Loop, epoch: int, record: dict[str, Any]) -> None:
+        """Add the validation loss, IoU and Dice to the epoch's ``record`` (and to TensorBoard)."""
+        val = evaluate(self.network, self.validation_data, self.settings, loop.loss_fn, self.device)
+        iou, dice = headline_scores(val)
+        record.update(val_loss=val["loss"], val_iou=iou, val_dice=dice)
+        self.log(
+            f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, validation loss "
+            f"{val['loss']:.4f}, IoU {iou:.4f}, Dice {dice:.4f}"
+        )
+        if loop.writer is not None:
+            for key in ("val_loss", "val_iou", "val_dice"):
+                loop.writer.add_scalar(f"validation/{key[4:]}", record[key], loop.step)
+
+    def _finish(self, loop: _Loop) -> None:
+        """After the last epoch: the final state and training curves (rank 0), every rank waiting for them."""
+        loop.bar.close()
+        if loop.writer is not None:
+            loop.writer.close()
+        distributed.sync_buffers(self.network)
+        self.global_step = loop.step
+        if distributed.is_main():
+            self.save_state(self.network)
             from deepplantphenomics.report import save_training_curves
 
             save_training_curves(self.history, self.save_dir)
         distributed.barrier()  # the state is on disk before any rank goes on to use it
-        return self.history
 
     # ----------------------------------------------------------------- tensorboard
     def _tensorboard(self):
@@ -591,6 +698,94 @@ def write_tensorboard_scalars(directory: str | Path, scalars: dict[str, float], 
             writer.add_scalar(tag, value, step)
     finally:
         writer.close()
+
+
+def epochs_per_decay(batches_per_decay: int, images: int, batch_size: int, log: Callable[[str], None]) -> int:
+    """The epochs between learning-rate decays that come nearest ``batches_per_decay`` training batches
+    (``set_learning_rate_decay(..., batches_per_decay=n)``; the schedule steps once per epoch), at least 1."""
+    batches_per_epoch = math.ceil(images / batch_size)
+    epochs = max(1, round(batches_per_decay / batches_per_epoch))
+    log(
+        f"Learning rate decay every {batches_per_decay} batches: every {epochs} epoch(s) of "
+        f"{batches_per_epoch} batches (the learning rate changes once per epoch)"
+    )
+    return epochs
+
+
+def evaluate_test_split(
+    network: nn.Module,
+    test: InMemoryData,
+    settings: Settings,
+    device: torch.device,
+    tensorboard_dir: str | Path | None,
+    step: int,
+) -> dict[str, Any]:
+    """``compute_full_test_accuracy``: the test metrics, printed (rank 0) and added to TensorBoard at ``step``
+    (the training batches done) when a log folder is set."""
+    loss_fn = build_loss(settings.loss_function, settings.num_classes, settings.class_weights)
+    metrics = evaluate(network, test, settings, loss_fn, device)
+    if distributed.is_main():
+        print(report_test_metrics(metrics), flush=True)
+        if tensorboard_dir:
+            iou, dice = headline_scores(metrics)
+            scalars = {"test/loss": metrics["loss"], "test/iou": iou, "test/dice": dice}
+            write_tensorboard_scalars(tensorboard_dir, scalars, step)
+    return metrics
+
+
+def search_values(argument: str, limits: Any, current: float, steps: int, low_inclusive: bool) -> list[float]:
+    """The grid points of one hyperparameter of ``begin_training_with_hyperparameter_search``.
+
+    Args:
+        argument: the argument's name, for errors.
+        limits: None (keep ``current``) or [low, high], floats >= 0 (> 0 unless ``low_inclusive``).
+        current: the value set now.
+        steps: grid points from low to high, evenly spaced.
+        low_inclusive: whether 0 is allowed.
+
+    Raises:
+        TypeError: ``limits`` is not a pair of floats.
+        ValueError: a limit is out of range, or low > high.
+    """
+    if limits is None:
+        return [current]
+    items = check_sequence(argument, limits, "[low, high]")
+    if len(items) != 2:
+        raise TypeError(
+            f"Invalid value for argument `{argument}`: expected [low, high], received {limits!r}."
+        )
+    low, high = (check_float(argument, v, 0.0, None, low_inclusive=low_inclusive) for v in items)
+    if low > high:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: expected low <= high, received {items!r}."
+        )
+    return [float(v) for v in np.linspace(low, high, steps)]
+
+
+def grid_search(
+    l2_values: list[float],
+    lr_values: list[float],
+    train: Callable[[float, float], float | None],
+    log: Callable[[str], None],
+) -> np.ndarray:
+    """DPP's hyperparameter search: ``train(l2, lr)`` (one full training, returning its test loss) per point.
+
+    Returns:
+        float (len(l2_values), len(lr_values)) test losses; NaN where a run raised or gave no loss.
+    """
+    losses = np.full((len(l2_values), len(lr_values)), np.nan)
+    for i, l2 in enumerate(l2_values):
+        for j, lr in enumerate(lr_values):
+            log(f"HYPERPARAMETER SEARCH: l2 coefficient {l2:g}, learning rate {lr:g}")
+            try:
+                loss = train(l2, lr)
+            except Exception as exc:  # DPP's behaviour: a failed run is NaN, the search goes on
+                log(f"HYPERPARAMETER SEARCH: the run failed ({type(exc).__name__}: {exc}); NaN")
+                continue
+            losses[i, j] = np.nan if loss is None else loss
+    log(f"Hyperparameter search: l2 coefficients {l2_values}, learning rates {lr_values}")
+    log("Test loss grid (rows: l2 coefficient, columns: learning rate):\n" + np.array2string(losses))
+    return losses
 
 
 def report_test_metrics(metrics: dict[str, Any], class_names: list[str] | None = None) -> str:

@@ -350,8 +350,8 @@ def test_reuse_split_keeps_known_names_and_places_new_ones():
     assert any("1 image(s) of the saved split are no longer in the dataset" in note for note in notes)
 
 
-def split_model(save_dir: Path, seed: int, data: tuple[Path, Path]):
-    model = make_model(save_dir, seed=seed, network=False)
+def split_model(save_dir: Path, seed: int, data: tuple[Path, Path], debug: bool = False):
+    model = make_model(save_dir, seed=seed, network=False, debug=debug)
     model.set_test_split(0.25)
     model.set_validation_split(0.0)
     model.add_input_layer()
@@ -376,7 +376,7 @@ def test_model_saves_and_reuses_the_split(tmp_path, tiny_dataset):
     second = split_model(state, 99, tiny_dataset)
     second.begin_training()
     assert read_split(state) == first
-    assert second._split["test"] == first["test"]
+    assert second.split["test"] == first["test"]
     # force_split_shuffle(True) redraws it.
     third = split_model(state, 99, tiny_dataset)
     third.force_split_shuffle(True)
@@ -386,8 +386,7 @@ def test_model_saves_and_reuses_the_split(tmp_path, tiny_dataset):
 
 
 def test_model_without_test_split_skips_the_test_evaluation(tmp_path, tiny_dataset, capsys):
-    model = split_model(tmp_path / "state", 0, tiny_dataset)
-    model._debug = True
+    model = split_model(tmp_path / "state", 0, tiny_dataset, debug=True)
     model.set_test_split(0.0)
     assert model.begin_training(return_test_loss=True) is None
     assert read_split(tmp_path / "state")["test"] == []

@@ -515,6 +515,15 @@ def tiny_training_model(root: Path, **model_kwargs) -> dpp.SemanticSegmentationM
     return model
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
+def test_gpus_asked_for_without_a_gpu_warn_at_the_callers_line(tmp_path):
+    model = tiny_training_model(tmp_path)
+    model.set_number_of_gpus(num_gpus=1)
+    with pytest.warns(UserWarning, match=r"set_number_of_gpus\(1\): no GPU is available") as caught:
+        model.begin_training()
+    assert {Path(w.filename).name for w in caught if "GPU" in str(w.message)} == {Path(__file__).name}
+
+
 def test_learning_rate_decay_takes_both_dpp_names(tmp_path):
     model = tiny_training_model(tmp_path)
     model.set_learning_rate_decay(decay_factor=0.5, epochs_per_decay=3)

@@ -75,7 +75,7 @@ def test_reaches_dice_0_9_on_held_out_generated_images(run):
 
 def test_held_out_images_were_never_seen(run):
     model, *_, images, _ = run
-    training = {image.read_bytes() for image, _ in model._pairs}
+    training = {image.read_bytes() for image, _ in model.paired_files}
     assert len(training) == 40
     assert not any(held.read_bytes() in training for held in images.iterdir())
 

@@ -77,6 +77,32 @@ def test_load_image_mask_folders_names_the_callers_arguments(tmp_path, tiny_data
     assert (tmp_path / "state" / state.WEIGHTS).is_file()
 
 
+def test_constructor_flags_files_and_split_are_readable(tmp_path, tiny_dataset):
+    model = dpp.SemanticSegmentationModel(
+        debug=False, save_checkpoints=False, report_rate=7, save_dir=tmp_path
+    )
+    assert (model.debug, model.save_checkpoints, model.report_rate) == (False, False, 7)
+    assert model.paired_files == [] and model.split is None
+    model.set_image_dimensions(64, 64, 3)
+    model.set_test_split(0.25)
+    model.set_validation_split(0.0)
+    model.set_maximum_training_epochs(1)
+    model.add_input_layer()
+    model.add_output_layer()
+    model.load_dataset_from_directory_with_segmentation_masks(*map(str, tiny_dataset))
+    assert [image.name for image, _ in model.paired_files] == sorted(
+        p.name for p in tiny_dataset[0].iterdir()
+    )
+    model.paired_files.clear()  # a copy: the model's own list is untouched
+    assert model.paired_files
+    model.begin_training()
+    split = model.split
+    assert sorted(split["train"] + split["test"]) == sorted(p.name for p in tiny_dataset[0].iterdir())
+    assert len(split["test"]) == len(model.paired_files) // 4 and split["validation"] == []
+    split["train"].clear()
+    assert model.split["train"]
+
+
 def test_version_is_the_packages():
     assert dpp.__version__ == __version__
     assert __version__.count(".") == 2

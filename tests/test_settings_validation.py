@@ -285,7 +285,7 @@ def test_constructor_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     model = dpp.SemanticSegmentationModel()
     assert model.save_dir == Path("saved_state")
-    assert model._debug is False and model._save_checkpoints is True and model._report_rate == 100
+    assert model.debug is False and model.save_checkpoints is True and model.report_rate == 100
 
 
 def test_constructor_accepts_dpp_arguments(tmp_path):
@@ -298,7 +298,7 @@ def test_constructor_accepts_dpp_arguments(tmp_path):
         report_rate=20,
         save_dir=tmp_path,
     )
-    assert model._report_rate == 20 and model.save_dir == tmp_path
+    assert model.report_rate == 20 and model.save_dir == tmp_path
 
 
 @pytest.mark.parametrize(

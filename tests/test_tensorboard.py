@@ -92,7 +92,7 @@ def test_event_files_hold_the_three_images(trained):
         assert [e.step for e in logged] == [1, 2], tag
         assert all((e.width, e.height) == (64, 64) for e in logged), tag
     # The input is shown as the image it was (the network sees it standardised): one of the training images.
-    training = [stretched(read_image(images_dir / name)) for name in model._split["train"]]
+    training = [stretched(read_image(images_dir / name)) for name in model.split["train"]]
     for event in log.Images("input"):
         shown = decode(event).astype(np.float64)
         assert min(np.abs(shown - image).max() for image in training) <= 1.0

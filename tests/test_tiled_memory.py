@@ -217,7 +217,7 @@ def test_tiled_forward_pass_returns_the_blend_of_the_decoded_image(tmp_path, fil
     model.use_predefined_model("u-net")
     got = model.forward_pass_with_file_inputs([files[name]])
 
-    network = model._build_network().eval()
+    network = model.build_network().eval()
     raw = match_depth(read_image(files[name]), depth)
     scale = pixel_scale(raw.dtype)
     pixels = torch.from_numpy(raw).permute(2, 0, 1)

@@ -200,6 +200,174 @@ def _accumulator_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+def _check_tiled_inputs(predict: Any, prepare: Any, image: Any) -> None:
+    if not callable(predict):
+        raise TypeError(f"Invalid value for argument `predict`: expected a callable, received {predict!r}.")
+    if prepare is not None and not callable(prepare):
+        raise TypeError(f"Invalid value for argument `prepare`: expected a callable, received {prepare!r}.")
+    if not isinstance(image, torch.Tensor) or (prepare is None and not image.is_floating_point()):
+        received = image.dtype if isinstance(image, torch.Tensor) else type(image)
+        raise TypeError(
+            f"Invalid value for argument `image`: expected a floating-point torch.Tensor (or any tensor with "
+            f"`prepare`), received {received}."
+        )
+    if image.ndim != 3:
+        raise ValueError(
+            f"Invalid value for argument `image`: expected a tensor of shape (C, H, W), received shape "
+            f"{tuple(image.shape)}."
+        )
+
+
+def _check_tiling(
+    tile_height: Any, tile_width: Any, batch_size: Any, overlap: Any
+) -> tuple[int, int, int, int, int]:
+    """(tile height, tile width, batch size, vertical overlap, horizontal overlap), checked; the overlap
+    defaults to a quarter of the tile in each direction."""
+    tile_height = check_int("tile_height", tile_height)
+    tile_width = check_int("tile_width", tile_width)
+    batch_size = check_int("batch_size", batch_size)
+    if overlap is None:
+        return tile_height, tile_width, batch_size, tile_height // 4, tile_width // 4
+    overlap = _check_overlap(overlap, min(tile_height, tile_width), "min(tile sizes)")
+    return tile_height, tile_width, batch_size, overlap, overlap
+
+
+def _check_out(out: Any, image: torch.Tensor) -> None:
+    _, height, width = image.shape
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+        received = out.dtype if isinstance(out, torch.Tensor) else type(out)
+        raise TypeError(
+            f"Invalid value for argument `out`: expected a floating-point torch.Tensor, received {received}."
+        )
+    if out.ndim != 3 or tuple(out.shape[1:]) != (height, width) or out.device != image.device:
+        raise ValueError(
+            f"Invalid value for argument `out`: expected a tensor of shape (K, {height}, {width}) on "
+            f"{image.device}, received shape {tuple(out.shape)} on {out.device}."
+        )
+
+
+def _check_tile_output(
+    output: Any, tiles: torch.Tensor, count: int, tile_height: int, tile_width: int
+) -> None:
+    """``predict`` must map ``count`` tiles to a (count, K, tile_height, tile_width) tensor."""
+    if (
+        not isinstance(output, torch.Tensor)
+        or output.ndim != 4
+        or output.shape[0] != count
+        or tuple(output.shape[2:]) != (tile_height, tile_width)
+    ):
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
+        raise ValueError(
+            f"Invalid value for argument `predict`: expected it to map a batch of shape "
+            f"{tuple(tiles.shape)} to a tensor of shape ({count}, K, {tile_height}, "
+            f"{tile_width}), received {shape}."
+        )
+
+
+class _TileBlender:
+    """Accumulates windowed tile outputs in a band of ``tile_height`` rows and writes finished rows out.
+
+    The band covers one row of tiles, not the whole image: tiles come row by row, so once the next row of tiles
+    starts at y', every row above y' has all its contributions and is finished (divided and written to the
+    result). Memory stays one band plus the result, whatever the image height; the sums per pixel are the same,
+    in the same order, as with full-size accumulators. The weights need no accumulator: they depend on the tile
+    positions only, and are summed again, in the same order, for the rows being finished (``weights_of_rows``).
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int],
+        padded_width: int,
+        tile_rows: list[int],
+        tile_cols: list[int],
+        tile: tuple[int, int],
+        device: torch.device,
+        out: torch.Tensor | None,
+    ) -> None:
+        self.height, self.width = size
+        self.padded_width = padded_width
+        self.tile_rows, self.tile_cols = tile_rows, tile_cols
+        self.tile_height, self.tile_width = tile
+        self.device = device
+        self.acc_dtype = _accumulator_dtype(device)
+        self.window = blend_window(*tile, device=device).to(self.acc_dtype)
+        self.band_total: torch.Tensor | None = None
+        self.result: torch.Tensor | None = out
+        self.band_top = tile_rows[0]
+
+    def add(self, output: torch.Tensor, positions: list[tuple[int, int]]) -> None:
+        """Add the (B, K, h, w) ``output`` of the tiles at ``positions``, finishing the rows above a new row."""
+        self._start_or_check(output)
+        output = output.to(device=self.device, dtype=self.acc_dtype)
+        for tile_output, (y, x) in zip(output, positions):
+            if y != self.band_top:
+                self.finish_rows(y)
+                self.band_top = y
+            self.band_total[:, :, x : x + self.tile_width] += tile_output * self.window
+
+    def _start_or_check(self, output: torch.Tensor) -> None:
+        """On the first batch, allocate the band (and the result unless ``out`` was given); afterwards, check
+        that the channel count stays the same."""
+        channels = output.shape[1]
+        if self.band_total is None:
+            if self.result is not None and self.result.shape[0] != channels:
+                raise ValueError(
+                    f"Invalid value for argument `out`: expected {channels} channels (the output of "
+                    f"`predict`), received shape {tuple(self.result.shape)}."
+                )
+            self.band_total = torch.zeros(
+                (channels, self.tile_height, self.padded_width), dtype=self.acc_dtype, device=self.device
+            )
+            if self.result is None:
+                self.result = torch.empty(
+                    (channels, self.height, self.width), dtype=output.dtype, device=self.device
+                )
+        elif channels != self.band_total.shape[0]:
+            raise ValueError(
+                f"Invalid value for argument `predict`: expected the same number of output channels for "
+                f"every batch ({self.band_total.shape[0]}), received {channels}."
+            )
+
+    def weights_of_rows(self, top: int, count: int) -> torch.Tensor:
+        """Summed windows of the tiles covering padded rows [top, top + count), added tile by tile in the order
+        the tiles are accumulated (row of tiles by row, left to right), so the float sums are the same."""
+        weights = torch.zeros((count, self.padded_width), dtype=self.acc_dtype, device=self.device)
+        for y in self.tile_rows:
+            low, high = max(top, y), min(top + count, y + self.tile_height)
+            if low < high:
+                for x in self.tile_cols:
+                    weights[low - top : high - top, x : x + self.tile_width] += self.window[
+                        low - y : high - y
+                    ]
+        return weights
+
+    def finish_rows(self, stop: int) -> None:
+        """Write rows [band_top, stop) of the band to the result and move the rest of the band up."""
+        band_total, result, band_top = self.band_total, self.result, self.band_top
+        assert band_total is not None and result is not None
+        rows = stop - band_top
+        last = min(stop, self.height) - band_top  # padded rows below the image are dropped
+        # In place, without temporaries of the band's size: their width grows with the image's, and image-sized
+        # transients fragment the heap. The division and the cast to the result's dtype are the same operations
+        # as `(total / weights).to(dtype)`, so the values are too.
+        for start in range(0, last, _FINISH_ROWS):
+            count = min(_FINISH_ROWS, last - start)
+            band_total[:, start : start + count].div_(self.weights_of_rows(band_top + start, count))
+        if last > 0:
+            result[:, band_top : band_top + last] = band_total[:, :last, : self.width]
+        keep = self.tile_height - rows
+        for start in range(0, keep, rows):  # move the rest up in pieces that do not overlap their source
+            count = min(rows, keep - start)
+            band_total[:, start : start + count] = band_total[:, start + rows : start + rows + count]
+        band_total[:, keep:] = 0
+
+    def finish(self) -> torch.Tensor:
+        """Finish the last band; the result."""
+        assert self.band_total is not None and self.result is not None  # there is always at least one tile
+        self.finish_rows(self.band_top + self.tile_height)
+        return self.result
+
+
 @torch.inference_mode()
 def predict_tiled(
     predict: Callable[[torch.Tensor], torch.Tensor],
@@ -251,41 +419,13 @@ def predict_tiled(
         ValueError: ``image`` is not 3-D, a size/overlap is out of range, ``predict`` returns a tensor of
             the wrong shape, or ``out`` has the wrong shape or device.
     """
-    if not callable(predict):
-        raise TypeError(f"Invalid value for argument `predict`: expected a callable, received {predict!r}.")
-    if prepare is not None and not callable(prepare):
-        raise TypeError(f"Invalid value for argument `prepare`: expected a callable, received {prepare!r}.")
-    if not isinstance(image, torch.Tensor) or (prepare is None and not image.is_floating_point()):
-        received = image.dtype if isinstance(image, torch.Tensor) else type(image)
-        raise TypeError(
-            f"Invalid value for argument `image`: expected a floating-point torch.Tensor (or any tensor with "
-            f"`prepare`), received {received}."
-        )
-    if image.ndim != 3:
-        raise ValueError(
-            f"Invalid value for argument `image`: expected a tensor of shape (C, H, W), received shape "
-            f"{tuple(image.shape)}."
-        )
-    tile_height = check_int("tile_height", tile_height)
-    tile_width = check_int("tile_width", tile_width)
-    batch_size = check_int("batch_size", batch_size)
-    if overlap is None:
-        overlap_h, overlap_w = tile_height // 4, tile_width // 4
-    else:
-        overlap_h = overlap_w = _check_overlap(overlap, min(tile_height, tile_width), "min(tile sizes)")
-
+    _check_tiled_inputs(predict, prepare, image)
+    tile_height, tile_width, batch_size, overlap_h, overlap_w = _check_tiling(
+        tile_height, tile_width, batch_size, overlap
+    )
     _, height, width = image.shape
     if out is not None:
-        if not isinstance(out, torch.Tensor) or not out.is_floating_point():
-            received = out.dtype if isinstance(out, torch.Tensor) else type(out)
-            raise TypeError(
-                f"Invalid value for argument `out`: expected a floating-point torch.Tensor, received {received}."
-            )
-        if out.ndim != 3 or tuple(out.shape[1:]) != (height, width) or out.device != image.device:
-            raise ValueError(
-                f"Invalid value for argument `out`: expected a tensor of shape (K, {height}, {width}) on "
-                f"{image.device}, received shape {tuple(out.shape)} on {out.device}."
-            )
+        _check_out(out, image)
     if prepare is not None and (height < tile_height or width < tile_width):
         # Padding needs floats; an image smaller than one tile is small, so convert it whole.
         image, prepare = prepare(image[None])[0], None
@@ -294,91 +434,15 @@ def predict_tiled(
     tile_rows = tile_starts(padded_height, tile_height, overlap_h)
     tile_cols = tile_starts(padded_width, tile_width, overlap_w)
     positions = [(y, x) for y in tile_rows for x in tile_cols]
-
-    device = image.device
-    acc_dtype = _accumulator_dtype(device)
-    window = blend_window(tile_height, tile_width, device=device).to(acc_dtype)
-    # Accumulators cover one band of tile_height rows, not the whole image: tiles come row by row, so once the
-    # next row of tiles starts at y', every row above y' has all its contributions and is finished (divided
-    # and written to the output). Memory stays one band plus the result, whatever the image height; the sums
-    # per pixel are the same, in the same order, as with full-size accumulators. The weights need no
-    # accumulator: they depend on the tile positions only, and are summed again, in the same order, for the
-    # rows being finished (`weights_of_rows`).
-    band_total: torch.Tensor | None = None
-    result: torch.Tensor | None = out
-    band_top = positions[0][0]
-
-    def weights_of_rows(top: int, count: int) -> torch.Tensor:
-        """Summed windows of the tiles covering padded rows [top, top + count), added tile by tile in the order
-        the tiles are accumulated (row of tiles by row, left to right), so the float sums are the same."""
-        weights = torch.zeros((count, padded_width), dtype=acc_dtype, device=device)
-        for y in tile_rows:
-            low, high = max(top, y), min(top + count, y + tile_height)
-            if low < high:
-                for x in tile_cols:
-                    weights[low - top : high - top, x : x + tile_width] += window[low - y : high - y]
-        return weights
-
-    def finish_rows(stop: int) -> None:
-        """Write rows [band_top, stop) of the band to the result and move the rest of the band up."""
-        assert band_total is not None and result is not None
-        rows = stop - band_top
-        last = min(stop, height) - band_top  # padded rows below the image are dropped
-        # In place, without temporaries of the band's size: their width grows with the image's, and image-sized
-        # transients fragment the heap. The division and the cast to the result's dtype are the same operations
-        # as `(total / weights).to(dtype)`, so the values are too.
-        for start in range(0, last, _FINISH_ROWS):
-            count = min(_FINISH_ROWS, last - start)
-            band_total[:, start : start + count].div_(weights_of_rows(band_top + start, count))
-        if last > 0:
-            result[:, band_top : band_top + last] = band_total[:, :last, :width]
-        keep = tile_height - rows
-        for start in range(0, keep, rows):  # move the rest up in pieces that do not overlap their source
-            count = min(rows, keep - start)
-            band_total[:, start : start + count] = band_total[:, start + rows : start + rows + count]
-        band_total[:, keep:] = 0
-
+    blender = _TileBlender(
+        (height, width), padded_width, tile_rows, tile_cols, (tile_height, tile_width), image.device, out
+    )
     for first in range(0, len(positions), batch_size):
         batch_positions = positions[first : first + batch_size]
         tiles = torch.stack([padded[:, y : y + tile_height, x : x + tile_width] for y, x in batch_positions])
         if prepare is not None:
             tiles = prepare(tiles)
         output = predict(tiles)
-        if (
-            not isinstance(output, torch.Tensor)
-            or output.ndim != 4
-            or output.shape[0] != len(batch_positions)
-            or tuple(output.shape[2:]) != (tile_height, tile_width)
-        ):
-            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output)
-            raise ValueError(
-                f"Invalid value for argument `predict`: expected it to map a batch of shape "
-                f"{tuple(tiles.shape)} to a tensor of shape ({len(batch_positions)}, K, {tile_height}, "
-                f"{tile_width}), received {shape}."
-            )
-        if band_total is None:
-            if out is not None and out.shape[0] != output.shape[1]:
-                raise ValueError(
-                    f"Invalid value for argument `out`: expected {output.shape[1]} channels (the output of "
-                    f"`predict`), received shape {tuple(out.shape)}."
-                )
-            band_total = torch.zeros(
-                (output.shape[1], tile_height, padded_width), dtype=acc_dtype, device=device
-            )
-            if result is None:
-                result = torch.empty((output.shape[1], height, width), dtype=output.dtype, device=device)
-        elif output.shape[1] != band_total.shape[0]:
-            raise ValueError(
-                f"Invalid value for argument `predict`: expected the same number of output channels for "
-                f"every batch ({band_total.shape[0]}), received {output.shape[1]}."
-            )
-        output = output.to(device=device, dtype=acc_dtype)
-        for tile_output, (y, x) in zip(output, batch_positions):
-            if y != band_top:
-                finish_rows(y)
-                band_top = y
-            band_total[:, :, x : x + tile_width] += tile_output * window
-
-    assert band_total is not None and result is not None  # positions is never empty
-    finish_rows(band_top + tile_height)
-    return result
+        _check_tile_output(output, tiles, len(batch_positions), tile_height, tile_width)
+        blender.add(output, batch_positions)
+    return blender.finish()
