@@ -428,40 +428,26 @@ def _paint_plant_leaf(
     """One leaf of a plant: its petiole (a thin vein-coloured strip from the centre) if long enough, then the
     blade with its mid-vein."""
     cx, cy = centre
+    axis = {"cx": cx, "cy": cy, "angle": leaf["angle"]}
     if leaf["petiole"] > 1.0:
+        petiole = {"length": leaf["petiole"] + 1.0, "width": max(0.8, 0.12 * leaf["width"])}
+        stalk = _vein_colour(colour, rng)
         _draw_leaf(
             canvas,
             mask,
             rng,
-            cx=cx,
-            cy=cy,
-            angle=leaf["angle"],
+            **axis,
             start=0.0,
-            length=leaf["petiole"] + 1.0,
-            width=max(0.8, 0.12 * leaf["width"]),
-            colour=_vein_colour(colour, rng),
+            **petiole,
+            colour=stalk,
             p=0.0,
             q=0.0,
             vein_colour=None,
             edge_dark=0.2,
         )
-    _draw_leaf(
-        canvas,
-        mask,
-        rng,
-        cx=cx,
-        cy=cy,
-        angle=leaf["angle"],
-        start=leaf["start"],
-        length=leaf["length"],
-        width=leaf["width"],
-        colour=colour,
-        p=leaf["p"],
-        q=leaf["q"],
-        vein_colour=_vein_colour(colour, rng),
-        edge_dark=edge_dark,
-        bend=leaf["bend"],
-    )
+    blade = {key: leaf[key] for key in ("start", "length", "width", "p", "q", "bend")}
+    vein = _vein_colour(colour, rng)
+    _draw_leaf(canvas, mask, rng, **axis, **blade, colour=colour, vein_colour=vein, edge_dark=edge_dark)
 
 
 def _draw_plant(
