@@ -915,34 +915,12 @@ def evaluate(
     (prediction tinted, true mask outlined) and scores, worst first, sortable.
     """
     from deepplantphenomics.data.dataset import pair_files
-    from deepplantphenomics.metrics import binary_scores
-    from deepplantphenomics.report import PREDICTION_COLOUR, TRUTH_COLOUR
 
-    ctx = click.get_current_context()
-    if state_dir is not None and ctx.get_parameter_source("method") is not click.core.ParameterSource.DEFAULT:
-        raise click.UsageError("Give either --method or --state, not both.")
-    if report != (out_dir is not None):
-        raise click.UsageError("--report writes report.html into --out DIR: give both or neither.")
-    if state_dir is None and ctx.get_parameter_source("threshold") is not click.core.ParameterSource.DEFAULT:
-        raise click.UsageError(
-            "--threshold applies to a trained model (--state); tool methods cut as documented."
-        )
+    _check_evaluate_options(click.get_current_context(), state_dir, report, out_dir)
     pairs, _ = pair_files(images_dir, masks_dir, ("--images", "--masks", "--mask-suffix"), mask_suffix)
-    if state_dir is not None:
-        model, settings = _load_trained(state_dir)
-        if settings.num_classes != 2:
-            raise ValueError(
-                f"`dpp evaluate` scores binary masks, but the model in '{state_dir}' has "
-                f"{settings.num_classes} classes."
-            )
-        predict = _model_predictor(model, settings, threshold)
-        label = f"model '{state_dir}'"
-    else:
-        method = method.lower()
-        predict = _tool_predictor(method, batch_size)
-        label = f"method '{method}'"
+    method = method.lower()
+    predict, label = _evaluation_predictor(state_dir, method, batch_size, threshold)
     truth_of = dict(pairs)
-    rows: list[tuple[str, dict[str, float]]] = []
     what = {"model": state_dir} if state_dir is not None else {"method": method}
     settings = {**what, "images": images_dir, "masks": masks_dir}
     page = _new_report("dpp evaluate", settings, evaluation=True) if report else None
@@ -951,41 +929,98 @@ def evaluate(
         out_dir.mkdir(parents=True, exist_ok=True)
         names = [f"{stem}_overlay.png" for stem in stems.values()]
         _claim_outputs(out_dir, [*names, "report.html"], "dpp evaluate")
-
-    def handle(path: Path, image: np.ndarray, mask: np.ndarray) -> None:
-        truth, _ = read_binary_mask(truth_of[path])
-        if truth.shape != mask.shape[:2]:
-            raise ValueError(
-                f"Mask '{truth_of[path]}' is {truth.shape[0]}x{truth.shape[1]} but image '{path}' is "
-                f"{image.shape[0]}x{image.shape[1]}."
-            )
-        scored = truth != IGNORE_INDEX  # 255 in a 0/1/255 mask: pixels the truth leaves out
-        rows.append((path.name, binary_scores(mask[scored], truth[scored])))
-        if page is not None:
-            # The full-size overlay beside report.html, which the thumbnail opens.
-            overlay = _overlay(image, mask, color=PREDICTION_COLOUR)
-            name = f"{stems[path]}_overlay.png"
-            overlay = _overlay(overlay, truth == 1, color=TRUTH_COLOUR, alpha=0.0)
-            _save_png(out_dir / name, overlay, compress_level=1)
-            page.add(printable(path.name), image, mask, truth=truth == 1, link=_href(name))
-
-    failed = _process([image for image, _ in pairs], batch_size, predict, handle, "evaluate")
-    if rows:
-        mean = {k: math.fsum(s[k] for _, s in rows) / len(rows) for k in SCORE_COLUMNS}
-        table = rows + [(f"mean ({len(rows)} images)", mean)]
-        click.echo(f"Scores of {label} on {len(rows)} image(s):")
-        click.echo(printable(_format_table(table)))
-        if csv_path is not None:
-            csv_path.parent.mkdir(parents=True, exist_ok=True)
-            with csv_path.open("w", newline="", encoding="utf-8") as handle_csv:
-                writer = csv.writer(handle_csv)
-                writer.writerow(("file", *SCORE_COLUMNS))
-                for name, scores in rows + [("mean", mean)]:
-                    writer.writerow([name, *(repr(scores[k]) for k in SCORE_COLUMNS)])
-            click.echo(f"Table saved to '{csv_path}'.")
+    scoring = _Scoring(truth_of, stems, page, out_dir)
+    failed = _process([image for image, _ in pairs], batch_size, predict, scoring.handle, "evaluate")
+    if scoring.rows:
+        _print_scores(scoring.rows, label, csv_path)
     if page is not None:
         _write_report(page, out_dir, [], failed)
     _finish(failed, [], len(pairs))
+
+
+def _check_evaluate_options(
+    ctx: click.Context, state_dir: Path | None, report: bool, out_dir: Path | None
+) -> None:
+    """The option combinations ``dpp evaluate`` refuses (a usage error naming the options)."""
+    given = click.core.ParameterSource.DEFAULT
+    if state_dir is not None and ctx.get_parameter_source("method") is not given:
+        raise click.UsageError("Give either --method or --state, not both.")
+    if report != (out_dir is not None):
+        raise click.UsageError("--report writes report.html into --out DIR: give both or neither.")
+    if state_dir is None and ctx.get_parameter_source("threshold") is not given:
+        raise click.UsageError(
+            "--threshold applies to a trained model (--state); tool methods cut as documented."
+        )
+
+
+def _evaluation_predictor(
+    state_dir: Path | None, method: str, batch_size: int, threshold: float | str | None
+) -> tuple[Callable[[list[Path]], Sequence[np.ndarray]], str]:
+    """What ``dpp evaluate`` scores, as a predictor and a label: a trained binary model or a tool method."""
+    if state_dir is None:
+        return _tool_predictor(method, batch_size), f"method '{method}'"
+    model, settings = _load_trained(state_dir)
+    if settings.num_classes != 2:
+        raise ValueError(
+            f"`dpp evaluate` scores binary masks, but the model in '{state_dir}' has "
+            f"{settings.num_classes} classes."
+        )
+    return _model_predictor(model, settings, threshold), f"model '{state_dir}'"
+
+
+class _Scoring:
+    """``dpp evaluate``'s per-image work: score a mask against its truth, and add it to the report if any."""
+
+    def __init__(
+        self,
+        truth_of: dict[Path, Path],
+        stems: dict[Path, str],
+        page: ResultsReport | None,
+        out_dir: Path | None,
+    ):
+        self.truth_of, self.stems, self.page, self.out_dir = truth_of, stems, page, out_dir
+        self.rows: list[tuple[str, dict[str, float]]] = []
+
+    def handle(self, path: Path, image: np.ndarray, mask: np.ndarray) -> None:
+        from deepplantphenomics.metrics import binary_scores
+
+        truth, _ = read_binary_mask(self.truth_of[path])
+        if truth.shape != mask.shape[:2]:
+            raise ValueError(
+                f"Mask '{self.truth_of[path]}' is {truth.shape[0]}x{truth.shape[1]} but image '{path}' is "
+                f"{image.shape[0]}x{image.shape[1]}."
+            )
+        scored = truth != IGNORE_INDEX  # 255 in a 0/1/255 mask: pixels the truth leaves out
+        self.rows.append((path.name, binary_scores(mask[scored], truth[scored])))
+        if self.page is not None:
+            self._add_to_report(path, image, mask, truth)
+
+    def _add_to_report(self, path: Path, image: np.ndarray, mask: np.ndarray, truth: np.ndarray) -> None:
+        from deepplantphenomics.report import PREDICTION_COLOUR, TRUTH_COLOUR
+
+        # The full-size overlay beside report.html, which the thumbnail opens.
+        overlay = _overlay(image, mask, color=PREDICTION_COLOUR)
+        name = f"{self.stems[path]}_overlay.png"
+        overlay = _overlay(overlay, truth == 1, color=TRUTH_COLOUR, alpha=0.0)
+        _save_png(self.out_dir / name, overlay, compress_level=1)
+        self.page.add(printable(path.name), image, mask, truth=truth == 1, link=_href(name))
+
+
+def _print_scores(rows: list[tuple[str, dict[str, float]]], label: str, csv_path: Path | None) -> None:
+    """Print the per-image scores and their mean; with ``csv_path``, also save them as CSV."""
+    mean = {k: math.fsum(s[k] for _, s in rows) / len(rows) for k in SCORE_COLUMNS}
+    table = rows + [(f"mean ({len(rows)} images)", mean)]
+    click.echo(f"Scores of {label} on {len(rows)} image(s):")
+    click.echo(printable(_format_table(table)))
+    if csv_path is None:
+        return
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with csv_path.open("w", newline="", encoding="utf-8") as handle_csv:
+        writer = csv.writer(handle_csv)
+        writer.writerow(("file", *SCORE_COLUMNS))
+        for name, scores in rows + [("mean", mean)]:
+            writer.writerow([name, *(repr(scores[k]) for k in SCORE_COLUMNS)])
+    click.echo(f"Table saved to '{csv_path}'.")
 
 
 @main.command(short_help="Train a model described in a TOML/YAML config file.")

@@ -436,7 +436,8 @@ def _area_cells(row: ReportRow) -> list[str]:
     return [_cell(repr(row.true_fraction), _fraction(row.true_fraction)), ratio]
 
 
-def _render(report: ResultsReport) -> str:
+def _header_cells(report: ResultsReport) -> list[str]:
+    """The table's header cells; sortable columns get a button, the first sort key an ``aria-sort``."""
     e = html.escape
     columns = _COLUMNS_SEGMENT + (_COLUMNS_AREA + _COLUMNS_SCORES if report.evaluation else [])
     first_sorted = "dice" if report.evaluation else "index"
@@ -451,30 +452,34 @@ def _render(report: ResultsReport) -> str:
             f'<th data-key="{key}" data-type="{kind}"{css}{sort}>'
             f'<button type="button" title="sort by {e(label)}">{e(label)}</button></th>'
         )
-    body = []
-    for row in report.ordered_rows():
-        width, height = row.thumbnail_size
-        image = (
-            f'<img class="overlay" src="{row.thumbnail}" width="{width}" height="{height}" '
-            f'alt="overlay of {e(row.file, quote=True)}" loading="lazy">'
-        )
-        if row.link:
-            image = f'<a href="{e(row.link, quote=True)}">{image}</a>'
-        cells = [
-            _cell(row.index, str(row.index)),
-            f'<td class="overlay">{image}</td>',
-            _cell(row.file, row.file, "file"),
-            _cell(row.width * row.height, f"{row.width} × {row.height}"),
-            _cell(repr(row.plant_fraction), _fraction(row.plant_fraction)),
-        ]
-        if report.evaluation:
-            cells += _area_cells(row)
-            cells += [_cell(repr(row.scores[k]), f"{row.scores[k]:.4f}") for k in SCORE_KEYS]
-        body.append(f'<tr data-file="{e(row.file, quote=True)}">' + "".join(cells) + "</tr>")
+    return head
 
-    settings = "".join(
-        f"<tr><th>{e(key)}</th><td>{e(value)}</td></tr>" for key, value in report.settings.items()
+
+def _row_html(row: ReportRow, evaluation: bool) -> str:
+    """One table row: the overlay thumbnail (linked when the row has a link) and the image's figures."""
+    e = html.escape
+    width, height = row.thumbnail_size
+    image = (
+        f'<img class="overlay" src="{row.thumbnail}" width="{width}" height="{height}" '
+        f'alt="overlay of {e(row.file, quote=True)}" loading="lazy">'
     )
+    if row.link:
+        image = f'<a href="{e(row.link, quote=True)}">{image}</a>'
+    cells = [
+        _cell(row.index, str(row.index)),
+        f'<td class="overlay">{image}</td>',
+        _cell(row.file, row.file, "file"),
+        _cell(row.width * row.height, f"{row.width} × {row.height}"),
+        _cell(repr(row.plant_fraction), _fraction(row.plant_fraction)),
+    ]
+    if evaluation:
+        cells += _area_cells(row)
+        cells += [_cell(repr(row.scores[k]), f"{row.scores[k]:.4f}") for k in SCORE_KEYS]
+    return f'<tr data-file="{e(row.file, quote=True)}">' + "".join(cells) + "</tr>"
+
+
+def _summary_parts(report: ResultsReport) -> list[str]:
+    """The summary line's items: counts, mean fractions and, for evaluations, the mean scores."""
     summary = report.summary()
     parts = [f"<span>{len(report.rows)} image(s)</span>"]
     if report.failures:
@@ -486,6 +491,11 @@ def _render(report: ResultsReport) -> str:
             if "area_ratio" in summary:
                 parts.append(f"<span>area ratio (predicted / true) {summary['area_ratio']:.3f}</span>")
             parts += [f"<span>mean {label} {summary[key]:.4f}</span>" for key, label, _ in _COLUMNS_SCORES]
+    return parts
+
+
+def _hint(report: ResultsReport) -> str:
+    """The line above the table: the row order, how to sort, and the colours' legend."""
     swatch = '<span class="swatch" style="background: rgb{}"></span>'
     legend = f"{swatch.format(PREDICTION_COLOUR)} predicted plant (tint and outline)"
     if report.evaluation:
@@ -495,10 +505,28 @@ def _render(report: ResultsReport) -> str:
         if report.evaluation
         else "Images in the order they were processed."
     )
-    failures = ""
-    if report.failures:
-        items = "".join(f"<li>{e(name)}: {e(message)}</li>" for name, message in report.failures)
-        failures = f'<section id="failures"><h2>Not processed</h2><ul class="failures">{items}</ul></section>'
+    return f"{order} Click a column header to sort by it, again to reverse. {legend}."
+
+
+def _failures_html(report: ResultsReport) -> str:
+    """The list of inputs that could not be processed (empty when there are none)."""
+    if not report.failures:
+        return ""
+    e = html.escape
+    items = "".join(f"<li>{e(name)}: {e(message)}</li>" for name, message in report.failures)
+    return f'<section id="failures"><h2>Not processed</h2><ul class="failures">{items}</ul></section>'
+
+
+def _render(report: ResultsReport) -> str:
+    e = html.escape
+    head = _header_cells(report)
+    body = [_row_html(row, report.evaluation) for row in report.ordered_rows()]
+    settings = "".join(
+        f"<tr><th>{e(key)}</th><td>{e(value)}</td></tr>" for key, value in report.settings.items()
+    )
+    parts = _summary_parts(report)
+    hint = _hint(report)
+    failures = _failures_html(report)
     version = report.settings.get("deepplantphenomics version", "")
     date = report.settings.get("date", "")
     return f"""<!DOCTYPE html>
@@ -515,7 +543,7 @@ def _render(report: ResultsReport) -> str:
 <section id="settings"><h2>Run</h2><table class="settings"><tbody>{settings}</tbody></table></section>
 <section id="summary"><h2>Summary</h2><p class="summary">{"".join(parts)}</p></section>
 <section id="images"><h2>Images</h2>
-<p class="hint">{order} Click a column header to sort by it, again to reverse. {legend}.</p>
+<p class="hint">{hint}</p>
 <table id="results">
 <thead><tr>{"".join(head)}</tr></thead>
 <tbody>

@@ -331,6 +331,125 @@ def _vein_colour(colour: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.minimum(vein, 250.0).astype(np.float32)
 
 
+def _rosette_leaves(rng: np.random.Generator, radius: float, theta0: float) -> list[dict]:
+    """Rosette (Arabidopsis-like): spiral phyllotaxis, older outer leaves large and drawn first, younger
+    leaves smaller and on top, spatula-shaped blades on short petioles."""
+    leaves: list[dict] = []
+    n_leaves = int(rng.integers(5, 13))
+    golden = math.radians(137.5)
+    for k in range(n_leaves):
+        youth = k / max(n_leaves - 1, 1)
+        reach = radius * (1.0 - 0.55 * youth) * rng.uniform(0.85, 1.08)
+        petiole = reach * rng.uniform(0.12, 0.3)
+        leaves.append(
+            dict(
+                angle=theta0 + k * golden + rng.uniform(-0.2, 0.2),
+                start=petiole,
+                length=reach - petiole,
+                width=(reach - petiole) * rng.uniform(0.24, 0.38),
+                p=rng.uniform(0.9, 1.5),
+                q=rng.uniform(0.4, 0.65),
+                youth=youth,
+                bend=rng.uniform(-0.12, 0.12),
+                petiole=petiole,
+            )
+        )
+    return leaves
+
+
+def _seedling_leaves(rng: np.random.Generator, radius: float, theta0: float) -> list[dict]:
+    """Seedling: two opposite cotyledons, then up to two small true leaves across them."""
+    leaves: list[dict] = []
+    reach = radius * rng.uniform(0.85, 1.05)
+    for side in (0.0, math.pi):
+        start = reach * rng.uniform(0.05, 0.15)
+        leaves.append(
+            dict(
+                angle=theta0 + side + rng.uniform(-0.25, 0.25),
+                start=start,
+                length=reach - start,
+                width=(reach - start) * rng.uniform(0.28, 0.42),
+                p=rng.uniform(0.5, 0.8),
+                q=rng.uniform(0.5, 0.8),
+                youth=0.0,
+                bend=rng.uniform(-0.1, 0.1),
+                petiole=start,
+            )
+        )
+    for side in (0.0, math.pi)[: int(rng.integers(0, 3))]:
+        true_reach = reach * rng.uniform(0.45, 0.7)
+        leaves.append(
+            dict(
+                angle=theta0 + math.pi / 2 + side + rng.uniform(-0.3, 0.3),
+                start=0.0,
+                length=true_reach,
+                width=true_reach * rng.uniform(0.25, 0.35),
+                p=rng.uniform(0.8, 1.2),
+                q=rng.uniform(0.5, 0.8),
+                youth=1.0,
+                bend=rng.uniform(-0.1, 0.1),
+                petiole=0.0,
+            )
+        )
+    return leaves
+
+
+def _weed_leaves(rng: np.random.Generator, radius: float, theta0: float) -> list[dict]:
+    """Weed-like star of 3-6 narrow, pointed leaves spread evenly."""
+    leaves: list[dict] = []
+    n_leaves = int(rng.integers(3, 7))
+    for k in range(n_leaves):
+        reach = radius * rng.uniform(0.7, 1.05)
+        leaves.append(
+            dict(
+                angle=theta0 + 2 * math.pi * k / n_leaves + rng.uniform(-0.3, 0.3),
+                start=0.0,
+                length=reach,
+                width=reach * rng.uniform(0.12, 0.22),
+                p=rng.uniform(0.6, 0.9),
+                q=rng.uniform(0.7, 1.0),
+                youth=rng.uniform(0.0, 0.5),
+                bend=rng.uniform(-0.2, 0.2),
+                petiole=0.0,
+            )
+        )
+    return leaves
+
+
+def _paint_plant_leaf(
+    rng: np.random.Generator,
+    canvas: np.ndarray,
+    mask: np.ndarray,
+    centre: tuple[float, float],
+    leaf: dict,
+    colour: np.ndarray,
+    edge_dark: float,
+) -> None:
+    """One leaf of a plant: its petiole (a thin vein-coloured strip from the centre) if long enough, then the
+    blade with its mid-vein."""
+    cx, cy = centre
+    axis = {"cx": cx, "cy": cy, "angle": leaf["angle"]}
+    if leaf["petiole"] > 1.0:
+        petiole = {"length": leaf["petiole"] + 1.0, "width": max(0.8, 0.12 * leaf["width"])}
+        stalk = _vein_colour(colour, rng)
+        _draw_leaf(
+            canvas,
+            mask,
+            rng,
+            **axis,
+            start=0.0,
+            **petiole,
+            colour=stalk,
+            p=0.0,
+            q=0.0,
+            vein_colour=None,
+            edge_dark=0.2,
+        )
+    blade = {key: leaf[key] for key in ("start", "length", "width", "p", "q", "bend")}
+    vein = _vein_colour(colour, rng)
+    _draw_leaf(canvas, mask, rng, **axis, **blade, colour=colour, vein_colour=vein, edge_dark=edge_dark)
+
+
 def _draw_plant(
     rng: np.random.Generator,
     canvas: np.ndarray,
@@ -349,116 +468,16 @@ def _draw_plant(
     kind = rng.random() if kind is None else kind
     theta0 = rng.uniform(0, 2 * math.pi)
     edge_dark = rng.uniform(0.15, 0.35)
-    leaves: list[dict] = []
     if kind < 0.5:
-        # Rosette (Arabidopsis-like): spiral phyllotaxis, older outer leaves large and drawn first, younger
-        # leaves smaller and on top, spatula-shaped blades on short petioles.
-        n_leaves = int(rng.integers(5, 13))
-        golden = math.radians(137.5)
-        for k in range(n_leaves):
-            youth = k / max(n_leaves - 1, 1)
-            reach = radius * (1.0 - 0.55 * youth) * rng.uniform(0.85, 1.08)
-            petiole = reach * rng.uniform(0.12, 0.3)
-            leaves.append(
-                dict(
-                    angle=theta0 + k * golden + rng.uniform(-0.2, 0.2),
-                    start=petiole,
-                    length=reach - petiole,
-                    width=(reach - petiole) * rng.uniform(0.24, 0.38),
-                    p=rng.uniform(0.9, 1.5),
-                    q=rng.uniform(0.4, 0.65),
-                    youth=youth,
-                    bend=rng.uniform(-0.12, 0.12),
-                    petiole=petiole,
-                )
-            )
+        leaves = _rosette_leaves(rng, radius, theta0)
     elif kind < 0.8:
-        # Seedling: two opposite cotyledons, then up to two small true leaves across them.
-        reach = radius * rng.uniform(0.85, 1.05)
-        for side in (0.0, math.pi):
-            start = reach * rng.uniform(0.05, 0.15)
-            leaves.append(
-                dict(
-                    angle=theta0 + side + rng.uniform(-0.25, 0.25),
-                    start=start,
-                    length=reach - start,
-                    width=(reach - start) * rng.uniform(0.28, 0.42),
-                    p=rng.uniform(0.5, 0.8),
-                    q=rng.uniform(0.5, 0.8),
-                    youth=0.0,
-                    bend=rng.uniform(-0.1, 0.1),
-                    petiole=start,
-                )
-            )
-        for side in (0.0, math.pi)[: int(rng.integers(0, 3))]:
-            true_reach = reach * rng.uniform(0.45, 0.7)
-            leaves.append(
-                dict(
-                    angle=theta0 + math.pi / 2 + side + rng.uniform(-0.3, 0.3),
-                    start=0.0,
-                    length=true_reach,
-                    width=true_reach * rng.uniform(0.25, 0.35),
-                    p=rng.uniform(0.8, 1.2),
-                    q=rng.uniform(0.5, 0.8),
-                    youth=1.0,
-                    bend=rng.uniform(-0.1, 0.1),
-                    petiole=0.0,
-                )
-            )
+        leaves = _seedling_leaves(rng, radius, theta0)
     else:
-        # Weed-like star of 3-6 narrow, pointed leaves spread evenly.
-        n_leaves = int(rng.integers(3, 7))
-        for k in range(n_leaves):
-            reach = radius * rng.uniform(0.7, 1.05)
-            leaves.append(
-                dict(
-                    angle=theta0 + 2 * math.pi * k / n_leaves + rng.uniform(-0.3, 0.3),
-                    start=0.0,
-                    length=reach,
-                    width=reach * rng.uniform(0.12, 0.22),
-                    p=rng.uniform(0.6, 0.9),
-                    q=rng.uniform(0.7, 1.0),
-                    youth=rng.uniform(0.0, 0.5),
-                    bend=rng.uniform(-0.2, 0.2),
-                    petiole=0.0,
-                )
-            )
+        leaves = _weed_leaves(rng, radius, theta0)
     for leaf in leaves:
+        # The colour is drawn before the leaf is painted: the random stream's order makes the images.
         colour = _leaf_colour(rng, base, leaf["youth"])
-        if leaf["petiole"] > 1.0:
-            _draw_leaf(
-                canvas,
-                mask,
-                rng,
-                cx=cx,
-                cy=cy,
-                angle=leaf["angle"],
-                start=0.0,
-                length=leaf["petiole"] + 1.0,
-                width=max(0.8, 0.12 * leaf["width"]),
-                colour=_vein_colour(colour, rng),
-                p=0.0,
-                q=0.0,
-                vein_colour=None,
-                edge_dark=0.2,
-            )
-        _draw_leaf(
-            canvas,
-            mask,
-            rng,
-            cx=cx,
-            cy=cy,
-            angle=leaf["angle"],
-            start=leaf["start"],
-            length=leaf["length"],
-            width=leaf["width"],
-            colour=colour,
-            p=leaf["p"],
-            q=leaf["q"],
-            vein_colour=_vein_colour(colour, rng),
-            edge_dark=edge_dark,
-            bend=leaf["bend"],
-        )
+        _paint_plant_leaf(rng, canvas, mask, (cx, cy), leaf, colour, edge_dark)
 
 
 def _plant_layout(rng: np.random.Generator, height: int, width: int) -> list[tuple[float, float, float]]:

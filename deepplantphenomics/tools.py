@@ -22,7 +22,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from torch import nn
 from deepplantphenomics.data.io import pixel_scale, read_image
 from deepplantphenomics.indices import INDEX_METHODS, index_mask, index_plant
 from deepplantphenomics.inference import check_files
+from deepplantphenomics.inference_scheme import InferenceScheme
 from deepplantphenomics.mask_quality import VegetationQualityWarning, describe, mask_quality, quality_label
 from deepplantphenomics.postprocess import threshold_otsu
 from deepplantphenomics.settings import check_bool, check_choice, check_int
@@ -45,7 +46,9 @@ __all__ = [
     "NETWORK_BATCH_PIXELS",
     "WEIGHTS_DIR",
     "Segmentation",
+    "InferenceScheme",
     "VegetationQualityWarning",
+    "inference_scheme",
     "model_card",
     "quality_flags",
     "segment_image",
@@ -59,12 +62,12 @@ METHODS = ("network", "network-fast", *INDEX_METHODS)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights" / "vegetation"
 MODEL_CARD = "model_card.json"
 
-# Used when a card predates a setting: half resolution, 0.5 on the probability, sizes padded to 16.
-_DEFAULT_INFERENCE = {"mode": "resize", "scale": 0.5, "max_pixels": None, "multiple": 16, "threshold": 0.5}
+# A card that predates a setting gets InferenceScheme's default: half resolution, 0.5 on the probability, sizes
+# padded to 16, no mirror.
 # method='network-fast': one view of at most 0.2 MP, no mirror, cut at 0.5 (the card's candidate "resize to at
 # most 0.2 MP"; the tool's scheme before test-time averaging). 4.5x fewer network pixels per 1296x966 photo
 # (0.06 against 0.23-0.29 s); held-out Dice 0.9479 / 0.7733 / 0.8614 on CWFID / EWS / peanut against 0.9517 /
-# 0.7783 / 0.8642 (docs/vegetation.md).
+# 0.7783 / 0.8642 (docs/vegetation.md). The card's scheme with these replaced (InferenceScheme.replace).
 FAST_INFERENCE = {"mode": "resize", "scale": None, "max_pixels": 200_000, "flip": False, "threshold": 0.5}
 # Photos read and predicted together hold at most this many pixels (full size) besides the first one: eight
 # 1296x966 photos (10 MP) as before, one 50 MP photo at a time (each costs about 20 bytes per pixel while its
@@ -108,8 +111,8 @@ def fold_batch_norm(network: nn.Module) -> nn.Module:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_network(directory: str) -> tuple[nn.Module, dict[str, Any]]:
-    """The shipped network (eval mode, batch norm folded, channels-last) and its inference settings.
+def _load_network(directory: str) -> tuple[nn.Module, InferenceScheme]:
+    """The shipped network (eval mode, batch norm folded, channels-last) and its card's inference scheme.
 
     Cached per directory: the first call reads the weights (about 10 ms), later calls reuse them.
     """
@@ -126,7 +129,7 @@ def _load_network(directory: str) -> tuple[nn.Module, dict[str, Any]]:
     network = model.build_network()  # the facade's network: loaded from the state, nothing re-initialised
     tune_allocator()
     network = prepare_module(fold_batch_norm(network.eval()), torch.device("cpu"))
-    return network, inference_settings(_read_card(path))
+    return network, card_scheme(_read_card(path), path / MODEL_CARD)
 
 
 def _read_card(directory: Path) -> dict[str, Any]:
@@ -139,43 +142,50 @@ def _read_card(directory: Path) -> dict[str, Any]:
         raise ValueError(f"The vegetation model card '{path}' is corrupt: {exc}") from None
 
 
-def inference_settings(card: dict[str, Any]) -> dict[str, Any]:
-    """The card's ``inference`` section completed with defaults (see :func:`working_size`)."""
-    settings = dict(_DEFAULT_INFERENCE)
-    settings.update(card.get("inference", {}))
-    return settings
+def card_scheme(card: Mapping[str, Any], source: str | os.PathLike | None = None) -> InferenceScheme:
+    """The card's ``inference`` section as an :class:`InferenceScheme` (missing keys take their defaults).
+
+    Raises:
+        TypeError, ValueError: an unknown key or a wrong value in the section, named with the card ``source``.
+    """
+    return InferenceScheme.from_dict(card.get("inference", {}), source)
 
 
-def working_size(height: int, width: int, settings: dict[str, Any]) -> tuple[int, int]:
+def working_size(height: int, width: int, settings: InferenceScheme | Mapping[str, Any]) -> tuple[int, int]:
     """Size (h, w) at which the network sees an image of (height, width).
 
-    ``settings['scale']`` resizes by a fixed factor; otherwise ``settings['max_pixels']`` (one number) shrinks
+    The scheme's ``scale`` resizes by a fixed factor; otherwise its ``max_pixels`` (one number) shrinks
     images with more pixels than that (keeping the aspect ratio) and leaves smaller ones at full size. Either
-    way an image is never enlarged, nor made smaller than one network tile of 16 pixels. For an ensemble
-    (``max_pixels`` a list) see :func:`working_sizes`.
+    way an image is never enlarged, nor made smaller than one network tile of ``multiple`` pixels. For an
+    ensemble (``max_pixels`` a list) see :func:`working_sizes`. ``settings`` may be a mapping of the scheme's
+    keys (:meth:`InferenceScheme.from_dict`).
     """
-    scale = settings.get("scale")
+    scheme = InferenceScheme.of(settings)
+    scale = scheme.scale
     if scale is None:
-        max_pixels = settings.get("max_pixels")
+        max_pixels = scheme.max_pixels
         scale = 1.0 if not max_pixels else min(1.0, math.sqrt(max_pixels / float(height * width)))
     scale = min(float(scale), 1.0)
-    floor = int(settings.get("multiple", 16))
+    floor = scheme.multiple
     return max(floor, min(height, round(height * scale))), max(floor, min(width, round(width * scale)))
 
 
-def working_sizes(height: int, width: int, settings: dict[str, Any]) -> list[tuple[int, int]]:
+def working_sizes(
+    height: int, width: int, settings: InferenceScheme | Mapping[str, Any]
+) -> list[tuple[int, int]]:
     """The distinct sizes (h, w) at which the network sees an image of (height, width).
 
-    One size, unless ``settings['max_pixels']`` is a list (a multi-scale ensemble): then one size per entry,
+    One size, unless the scheme's ``max_pixels`` is a list (a multi-scale ensemble): then one size per entry,
     duplicates removed (a small image that stays at full size under several entries is predicted once;
     averaging identical predictions would change nothing).
     """
-    limits = settings.get("max_pixels")
-    if settings.get("scale") is not None or not isinstance(limits, (list, tuple)):
-        return [working_size(height, width, settings)]
+    scheme = InferenceScheme.of(settings)
+    limits = scheme.max_pixels
+    if scheme.scale is not None or not isinstance(limits, tuple):
+        return [working_size(height, width, scheme)]
     sizes: list[tuple[int, int]] = []
     for limit in limits:
-        size = working_size(height, width, {**settings, "max_pixels": limit})
+        size = working_size(height, width, scheme.replace(max_pixels=limit))
         if size not in sizes:
             sizes.append(size)
     return sizes
@@ -194,41 +204,40 @@ def _pad_to_multiple(batch: torch.Tensor, multiple: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def network_probabilities(
-    network: nn.Module, images: Sequence[torch.Tensor], settings: dict[str, Any]
+    network: nn.Module, images: Sequence[torch.Tensor], settings: InferenceScheme | Mapping[str, Any]
 ) -> list[torch.Tensor]:
     """Plant probabilities of images of the same size, batched, at their own size.
 
     Each image is resized to :func:`working_size` (bilinear, antialiased), padded to a multiple of 16, run
     through the network, and its logits are cropped and resized back (bilinear) before the sigmoid. With
-    ``settings['max_pixels']`` a list, the image is predicted at each of those sizes (:func:`working_sizes`)
-    and with ``settings['flip']`` also mirrored left-right; the logits of all these views, resized back, are
-    averaged before the sigmoid (test-time augmentation: edges and small plants agree across scales, errors
-    do not). ``settings['mode'] == 'tiled'`` instead predicts at full resolution tile by tile
-    (``data.patches.predict_tiled``, tiles of ``settings['tile']`` pixels).
+    the scheme's ``max_pixels`` a list, the image is predicted at each of those sizes (:func:`working_sizes`)
+    and with ``flip`` also mirrored left-right; the logits of all these views, resized back, are averaged
+    before the sigmoid (test-time augmentation: edges and small plants agree across scales, errors do not).
+    ``mode='tiled'`` instead predicts at full resolution tile by tile (``data.patches.predict_tiled``, tiles
+    of ``tile`` pixels).
 
     Args:
         network: The vegetation network in eval mode (binary: one logit channel).
         images: (3, H, W) float32 tensors in [0, 1], all of the same H and W.
-        settings: The card's inference settings (:func:`inference_settings`).
+        settings: The inference scheme (the card's: :func:`card_scheme`), or a mapping of its keys.
 
     Returns:
         One float32 (H, W) tensor of probabilities in [0, 1] per image.
     """
+    scheme = InferenceScheme.of(settings)
     height, width = images[0].shape[-2:]
-    if settings.get("mode") == "tiled":
-        return [_tiled_probabilities(network, image, settings) for image in images]
-    sizes = working_sizes(height, width, settings)
-    return _views_probabilities(
-        network, [_views(image, sizes) for image in images], (height, width), settings
-    )
+    if scheme.mode == "tiled":
+        return [_tiled_probabilities(network, image, scheme) for image in images]
+    sizes = working_sizes(height, width, scheme)
+    return _views_probabilities(network, [_views(image, sizes) for image in images], (height, width), scheme)
 
 
-def _tiled_probabilities(network: nn.Module, image: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
+def _tiled_probabilities(network: nn.Module, image: torch.Tensor, scheme: InferenceScheme) -> torch.Tensor:
     from deepplantphenomics.data.patches import predict_tiled
     from deepplantphenomics.runtime import prepare_input
 
     device = next(network.parameters()).device
-    tile = int(settings.get("tile", 256))
+    tile = scheme.tile
 
     def predict(tiles: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(network(prepare_input(tiles, device)).float())
@@ -292,7 +301,7 @@ def _views_probabilities(
     network: nn.Module,
     views: Sequence[Sequence[torch.Tensor]],
     size: tuple[int, int],
-    settings: dict[str, Any],
+    scheme: InferenceScheme,
     mapped: bool = False,
 ) -> list[torch.Tensor]:
     """Probabilities at full ``size`` of images given by their views (one list of views per image).
@@ -307,8 +316,7 @@ def _views_probabilities(
 
     height, width = size
     device = next(network.parameters()).device
-    flip = bool(settings.get("flip", False))
-    multiple = int(settings.get("multiple", 16))
+    flip, multiple = scheme.flip, scheme.multiple
     count = len(views[0])
     small_logits = []
     for k in range(count):
@@ -430,16 +438,34 @@ def vegetation_probabilities(image: np.ndarray) -> np.ndarray:
         FileNotFoundError: the shipped weights are missing.
     """
     rgb = _as_rgb(image)
-    network, settings = _network("network")
-    return network_probabilities(network, [_to_tensor(rgb)], settings)[0].numpy()
+    network, scheme = _network("network")
+    return network_probabilities(network, [_to_tensor(rgb)], scheme)[0].numpy()
 
 
-def _network(method: str) -> tuple[nn.Module, dict[str, Any]]:
-    """The shipped network and the inference settings of a network method ('network' or 'network-fast')."""
-    network, settings = _load_network(str(WEIGHTS_DIR))
+def inference_scheme(method: str = "network") -> InferenceScheme:
+    """How a network method runs the shipped network: the model card's scheme, for 'network-fast' with
+    :data:`FAST_INFERENCE` in place of its settings.
+
+    Args:
+        method: 'network' or 'network-fast' (case-insensitive).
+
+    Returns:
+        The frozen scheme (sizes, mirroring, threshold...).
+
+    Raises:
+        ValueError: ``method`` is not a network method, or the card's ``inference`` section is invalid.
+        FileNotFoundError: the shipped weights or card are missing.
+    """
+    method = check_choice("method", method, ("network", "network-fast"))
+    return _network(method)[1]
+
+
+def _network(method: str) -> tuple[nn.Module, InferenceScheme]:
+    """The shipped network and the inference scheme of a network method ('network' or 'network-fast')."""
+    network, scheme = _load_network(str(WEIGHTS_DIR))
     if method == "network-fast":
-        settings = {**settings, **FAST_INFERENCE}
-    return network, settings
+        scheme = scheme.replace(**FAST_INFERENCE)
+    return network, scheme
 
 
 def segment_image(image: np.ndarray, method: str = "network") -> np.ndarray:
@@ -462,9 +488,9 @@ def segment_image(image: np.ndarray, method: str = "network") -> np.ndarray:
     rgb = _as_rgb(image)
     if method in INDEX_METHODS:
         return index_mask(rgb, method)
-    network, settings = _network(method)
-    probabilities = network_probabilities(network, [_to_tensor(rgb)], settings)[0].numpy()
-    return _threshold(probabilities, settings["threshold"])
+    network, scheme = _network(method)
+    probabilities = network_probabilities(network, [_to_tensor(rgb)], scheme)[0].numpy()
+    return _threshold(probabilities, scheme.threshold)
 
 
 @dataclass
@@ -574,14 +600,14 @@ def _index_result(item: Segmentation, method: str, errors: str) -> Segmentation:
 def _network_results(chunk: list[Segmentation], method: str, errors: str) -> None:
     """Masks of a batch: photos of one size share the network calls; each photo's views are made at once,
     so its full-size float copy lives only while they are."""
-    network, settings = _network(method)
+    network, scheme = _network(method)
     by_size: dict[tuple[int, int], list[Segmentation]] = {}
     for item in chunk:
         if item.error is None:
             by_size.setdefault(tuple(item.image.shape[:2]), []).append(item)
     for size, items in by_size.items():
         try:
-            _segment_same_size(network, settings, size, items)
+            _segment_same_size(network, scheme, size, items)
         except _FILE_ERRORS as exc:
             if errors == "raise" or len(items) == 1:
                 if errors == "raise":
@@ -590,26 +616,26 @@ def _network_results(chunk: list[Segmentation], method: str, errors: str) -> Non
                 continue
             for item in items:  # find the photo at fault by predicting one at a time
                 try:
-                    _segment_same_size(network, settings, size, [item])
+                    _segment_same_size(network, scheme, size, [item])
                 except _FILE_ERRORS as single:
                     item.image, item.error = None, single
 
 
 def _segment_same_size(
-    network: nn.Module, settings: dict[str, Any], size: tuple[int, int], items: list[Segmentation]
+    network: nn.Module, scheme: InferenceScheme, size: tuple[int, int], items: list[Segmentation]
 ) -> None:
     from deepplantphenomics.runtime import mapped_allocations
 
-    rule = settings["threshold"]
-    if settings.get("mode") == "tiled":
+    rule = scheme.threshold
+    if scheme.mode == "tiled":
         probabilities = [
-            _tiled_probabilities(network, _to_tensor(_as_rgb(item.image)), settings) for item in items
+            _tiled_probabilities(network, _to_tensor(_as_rgb(item.image)), scheme) for item in items
         ]
     else:
-        sizes = working_sizes(size[0], size[1], settings)
+        sizes = working_sizes(size[0], size[1], scheme)
         with mapped_allocations():  # photo-sized work buffers go back to the system when freed
             views = [_views_of_array(_as_rgb(item.image), sizes) for item in items]
-        probabilities = _views_probabilities(network, views, size, settings, mapped=True)
+        probabilities = _views_probabilities(network, views, size, scheme, mapped=True)
     for item in items:
         values = probabilities.pop(0).numpy()
         with mapped_allocations():

@@ -57,6 +57,7 @@ from deepplantphenomics.data.augment import AugmentationConfig, augment_batch
 from deepplantphenomics.data.dataset import pair_files
 from deepplantphenomics.data.io import read_binary_mask, read_image
 from deepplantphenomics.indices import index_mask
+from deepplantphenomics.inference_scheme import InferenceScheme
 from deepplantphenomics.metrics import binary_scores
 from deepplantphenomics.settings import Settings
 from deepplantphenomics.tools import MODEL_CARD, fold_batch_norm, network_probabilities
@@ -523,12 +524,13 @@ def working_pixels(settings: dict[str, Any], height: int = 966, width: int = 129
     from deepplantphenomics.data.patches import tile_starts
     from deepplantphenomics.tools import working_sizes
 
-    if settings["mode"] == "tiled":
+    scheme = InferenceScheme.from_dict(settings)
+    if scheme.mode == "tiled":
         tiles = len(tile_starts(height, TILE, TILE // 4)) * len(tile_starts(width, TILE, TILE // 4))
         return tiles * TILE * TILE
-    views = 2 if settings.get("flip") else 1
+    views = 2 if scheme.flip else 1
     return views * sum(
-        (h + (-h) % MULTIPLE) * (w + (-w) % MULTIPLE) for h, w in working_sizes(height, width, settings)
+        (h + (-h) % MULTIPLE) * (w + (-w) % MULTIPLE) for h, w in working_sizes(height, width, scheme)
     )
 
 
@@ -568,7 +570,7 @@ def time_inference(
         times = []
         for _ in range(6):
             start = time.perf_counter()
-            threshold(predict_probabilities(net, image, settings), settings.get("threshold", 0.5))
+            threshold(predict_probabilities(net, image, settings), InferenceScheme.of(settings).threshold)
             times.append(time.perf_counter() - start)
         return float(np.median(times[1:]))
     finally:
@@ -959,7 +961,8 @@ def finish(
     tensors = state.load_weights(weights_path)
     card = {
         **card_header(model, parameters),
-        "inference": chosen,
+        # Every setting of the scheme, checked as the tool will read it.
+        "inference": InferenceScheme.from_dict(chosen).to_dict(),
         "inference_choice": {
             "rule": "largest smallest-over-datasets validation margin (network Dice minus the better colour "
             f"index's Dice), or the scheme with the fewest network pixels within {CHOICE_TOLERANCE} of it",

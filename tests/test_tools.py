@@ -140,7 +140,7 @@ def test_network_fast_is_the_network_on_one_smaller_view():
     network, settings = tools._network("network")
     _, fast_settings = tools._network("network-fast")
     assert tools.working_sizes(966, 1296, fast_settings) == [(386, 518)]
-    assert len(tools.working_sizes(966, 1296, settings)) == 2 and settings["flip"]
+    assert len(tools.working_sizes(966, 1296, settings)) == 2 and settings.flip
     tensor = torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1)
     probabilities = tools.network_probabilities(network, [tensor], fast_settings)[0].numpy()
     fast = tools.segment_image(image, method="network-fast")
