@@ -105,6 +105,14 @@ WIDTHS = (16, 32, 64, 96)  # encoder channels per level; the decoder mirrors the
 HEAD = 8  # channels of the last, working-resolution block
 SYNTHETIC_SHARE = 0.12  # fraction of patches drawn from generated images
 SYNTHETIC_POOL = 240  # generated 256x256 images
+LAB_SHARE = 0.4  # default fraction of patches drawn as lab scenes (pots, paper, cloth; a quarter empty)
+LAB_ZOOM = (0.5, 1.0)  # a lab patch is drawn at patch / zoom pixels and shrunk: objects vary in size
+LAB_VALIDATION_SEED = (
+    2929  # seeds [this, i] of the recipe's lab validation scenes (validate_vegetation: 1515)
+)
+LAB_VALIDATION_SIZE = (384, 512)  # (height, width) of a lab validation scene
+LAB_VALIDATION_SCENES = ("pots", "paper", "cloth")  # four each, drawn plants and validation cut-outs in turn
+LAB_VALIDATION_NAME = "lab composites"  # its key among the validation sets
 BACKGROUND_SWAP = 0.15  # fraction of patches whose background is replaced by a plain backdrop
 ARBITRARY_ROTATION = 0.25  # fraction of patches rotated by any angle (others by multiples of 90 degrees)
 SCALE_RANGE = (0.3, 1.0)  # patch scale relative to the original photo (log-uniform)
@@ -286,13 +294,28 @@ def warmup_batches(steps: int) -> int:
 class PatchSampler:
     """Random training patches: dataset, image, scale and position drawn per patch.
 
-    Real datasets share ``1 - SYNTHETIC_SHARE`` of the patches equally (so a small dataset is not drowned by
-    a large one); generated images the rest. Images are kept as uint8 tensors at full resolution.
+    Real datasets share ``1 - SYNTHETIC_SHARE - lab_share`` of the patches equally (so a small dataset is not
+    drowned by a large one); generated field images ``SYNTHETIC_SHARE``; lab scenes
+    (:func:`deepplantphenomics.synthetic.generate_lab_image`, drawn fresh for every patch, half of their plants
+    pasted from ``cutouts``) ``lab_share``. Images are kept as uint8 tensors at full resolution.
     """
 
-    def __init__(self, datasets: list[Dataset], patch: int, rng: np.random.Generator):
+    def __init__(
+        self,
+        datasets: list[Dataset],
+        patch: int,
+        rng: np.random.Generator,
+        lab_share: float = 0.0,
+        cutouts: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    ):
+        if not 0.0 <= lab_share <= 1.0 - SYNTHETIC_SHARE - 0.1:
+            raise ValueError(
+                f"Invalid value for `lab_share`: expected 0 to {1.0 - SYNTHETIC_SHARE - 0.1:.2f} (real photos "
+                f"keep at least 10 % of the patches), received {lab_share}."
+            )
         self.patch = patch
         self.rng = rng
+        self.cutouts = cutouts
         self.sources: list[tuple[str, list[torch.Tensor], list[torch.Tensor]]] = []
         for dataset in datasets:
             images, masks = [], []
@@ -311,7 +334,9 @@ class PatchSampler:
             masks.append(torch.from_numpy((mask > 127).astype(np.uint8)))
         self.sources.append(("synthetic", images, masks))
         real = len(self.sources) - 1
-        self.weights = np.array([(1.0 - SYNTHETIC_SHARE) / real] * real + [SYNTHETIC_SHARE])
+        self.sources.append(("lab", [], []))  # drawn per patch
+        shares = [(1.0 - SYNTHETIC_SHARE - lab_share) / real] * real + [SYNTHETIC_SHARE, lab_share]
+        self.weights = np.array(shares)
 
     def state_dict(self) -> dict[str, Any]:
         """The random state, for TrainingRun's checkpoint (the pools are rebuilt from the data and seed)."""
@@ -326,19 +351,9 @@ class PatchSampler:
         images = torch.empty((count, 3, p, p))
         masks = torch.empty((count, p, p), dtype=torch.int64)
         for k in range(count):
-            _, pool_images, pool_masks = self.sources[self.rng.choice(len(self.sources), p=self.weights)]
-            index = int(self.rng.integers(len(pool_images)))
-            image, mask = pool_images[index], pool_masks[index]
-            height, width = mask.shape
-            low, high = SCALE_RANGE
-            scale = math.exp(self.rng.uniform(math.log(low), math.log(high)))
-            scale = min(max(scale, p / min(height, width)), 1.0)  # the crop must fit inside the photo
-            side = min(round(p / scale), height, width)
-            y = int(self.rng.integers(height - side + 1))
-            x = int(self.rng.integers(width - side + 1))
-            crop = image[:, y : y + side, x : x + side].float().div_(255.0)
-            crop_mask = mask[y : y + side, x : x + side].float()
-            if side != p:
+            name, pool_images, pool_masks = self.sources[self.rng.choice(len(self.sources), p=self.weights)]
+            crop, crop_mask = self._lab_patch() if name == "lab" else self._crop(pool_images, pool_masks)
+            if crop.shape[-1] != p:
                 crop = F.interpolate(
                     crop[None], size=(p, p), mode="bilinear", antialias=True, align_corners=False
                 )[0]
@@ -348,6 +363,63 @@ class PatchSampler:
             images[k] = crop.clamp_(0.0, 1.0)
             masks[k] = (crop_mask > 0.5).long()
         return images, masks
+
+    def _crop(self, pool_images: list[torch.Tensor], pool_masks: list[torch.Tensor]):
+        """A square crop of a random pool image at a random scale: (3, S, S) float image, (S, S) float mask."""
+        p = self.patch
+        index = int(self.rng.integers(len(pool_images)))
+        image, mask = pool_images[index], pool_masks[index]
+        height, width = mask.shape
+        low, high = SCALE_RANGE
+        scale = math.exp(self.rng.uniform(math.log(low), math.log(high)))
+        scale = min(max(scale, p / min(height, width)), 1.0)  # the crop must fit inside the photo
+        side = min(round(p / scale), height, width)
+        y = int(self.rng.integers(height - side + 1))
+        x = int(self.rng.integers(width - side + 1))
+        crop = image[:, y : y + side, x : x + side].float().div_(255.0)
+        return crop, mask[y : y + side, x : x + side].float()
+
+    def _lab_patch(self):
+        """A freshly drawn lab scene of side patch / zoom: (3, S, S) float image, (S, S) float mask."""
+        from deepplantphenomics.synthetic import generate_lab_image
+
+        side = round(self.patch / self.rng.uniform(*LAB_ZOOM))
+        image, mask = generate_lab_image(side, side, self.rng, None, self.cutouts)
+        crop = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
+        return crop, torch.from_numpy((mask > 127).astype(np.float32))
+
+
+def training_cutouts(datasets: list[Dataset], per_dataset: int = 150) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Real plant cut-outs from the training photos only (never from validation or held-out photos)."""
+    from deepplantphenomics.synthetic import load_cutouts
+
+    cutouts = []
+    for dataset in datasets:
+        train = {image.name for image, _ in dataset.train}
+        others = [image.name for image, _ in dataset.pairs if image.name not in train]
+        cutouts += load_cutouts(dataset.root, max_cutouts=per_dataset, min_pixels=200, exclude=others)
+    return cutouts
+
+
+def lab_validation(datasets: list[Dataset]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The recipe's lab validation scenes: (image, 0/1 mask) pairs, four per scene of
+    ``LAB_VALIDATION_SCENES``; every other one pastes cut-outs of the validation photos (never trained on)."""
+    from deepplantphenomics.synthetic import generate_lab_image, load_cutouts
+
+    cutouts = []
+    for dataset in datasets:
+        keep = {image.name for image, _ in dataset.validation}
+        others = [image.name for image, _ in dataset.pairs if image.name not in keep]
+        cutouts += load_cutouts(dataset.root, max_cutouts=40, min_pixels=200, exclude=others)
+    pairs = []
+    for i in range(4 * len(LAB_VALIDATION_SCENES)):
+        scene = LAB_VALIDATION_SCENES[i % len(LAB_VALIDATION_SCENES)]
+        use = cutouts if (i // len(LAB_VALIDATION_SCENES)) % 2 and cutouts else None
+        image, mask = generate_lab_image(
+            *LAB_VALIDATION_SIZE, np.random.default_rng([LAB_VALIDATION_SEED, i]), scene, use
+        )
+        pairs.append((image, (mask > 127).astype(np.uint8)))
+    return pairs
 
 
 # ------------------------------------------------------------------------------------------ augmentation
@@ -601,6 +673,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument(
+        "--lab-share",
+        type=float,
+        default=LAB_SHARE,
+        help="fraction of patches drawn as lab scenes (pots on trays, paper, cloth, empty scenes); 0 = none",
+    )
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="saved state whose weights the run starts from (fine-tuning, e.g. the shipped weights); "
+        "default: random initialisation",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
     parser.add_argument("--resume", action="store_true", help="continue from --work-dir/checkpoint.pt")
     parser.add_argument(
@@ -637,7 +722,8 @@ def reproduce_command(args: argparse.Namespace) -> str:
         ("--lr", args.lr),
         ("--weight-decay", args.weight_decay),
         ("--eval-every", args.eval_every),
-    ]
+        ("--lab-share", args.lab_share),
+    ] + ([("--init", args.init)] if args.init is not None else [])
     return "python -m deepplantphenomics.train_vegetation " + " ".join(
         f"{flag} {shlex.quote(str(value))}" for flag, value in options
     )
@@ -766,6 +852,16 @@ def finished_run(args: argparse.Namespace, network) -> tuple[list, dict, float]:
     return saved["history"], saved["best"], training_seconds(saved["history"])
 
 
+def start_weights(args: argparse.Namespace, network) -> None:
+    """With ``--init``, load that state's weights into ``network`` and note their sha256 in ``args``."""
+    if args.init is None:
+        return
+    path = args.init / state.WEIGHTS
+    state.load_state_dict_checked(network, state.load_weights(path), path)
+    args.init_sha256 = sha256(path)
+    log(f"starting from the weights in {path} (sha256 {args.init_sha256[:12]})")
+
+
 def training_seconds(history: list[dict[str, Any]]) -> float:
     """Training time of the run (a resumed run's earlier part included), from its last evaluation."""
     return float(history[-1].get("elapsed_seconds", 0.0)) if history else 0.0
@@ -790,14 +886,20 @@ def main(argv: list[str] | None = None) -> int:
             f"dataset '{d.name}': {len(d.train)} train, {len(d.validation)} validation, {len(d.held_out)} held out"
         )
     validation = {d.name: [read_pair(*p) for p in d.validation] for d in datasets}
+    if args.lab_share > 0:
+        validation[LAB_VALIDATION_NAME] = lab_validation(datasets)
     # Made before a checkpoint restores the generator's state: the synthetic pool draws from it.
-    sampler = None if args.finish_only else PatchSampler(datasets, args.patch, rng)
+    sampler = None
+    if not args.finish_only:
+        cutouts = training_cutouts(datasets) if args.lab_share > 0 else None
+        sampler = PatchSampler(datasets, args.patch, rng, args.lab_share, cutouts)
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
     model = make_model(args, args.work_dir)
     network = model.build_network()
     parameters = sum(p.numel() for p in network.parameters())
     log(f"network: {len(model.layer_specs)} layers, {parameters} parameters")
+    start_weights(args, network)
     if sampler is None:  # --finish-only
         history, best, seconds = finished_run(args, network)
     else:  # the network ends with the weights of the best validation score: those are shipped
@@ -936,6 +1038,13 @@ def training_record(
         },
         "synthetic": f"{SYNTHETIC_SHARE:.0%} of patches from {SYNTHETIC_POOL} generated 256x256 images "
         "(deepplantphenomics.synthetic)",
+        "lab_scenes": f"{args.lab_share:.0%} of patches are lab scenes drawn afresh per patch "
+        "(synthetic.generate_lab_image: pots on trays, paper, cloth, a quarter empty; half of their plants "
+        f"real cut-outs of the training photos), {LAB_ZOOM[0]}-{LAB_ZOOM[1]} zoom; validation adds "
+        f"{4 * len(LAB_VALIDATION_SCENES)} lab scenes (seed family {LAB_VALIDATION_SEED}) as '{LAB_VALIDATION_NAME}'",
+        "initial_weights": "random (the library's initialisers)"
+        if args.init is None
+        else f"fine-tuned from {args.init} (weights sha256 {getattr(args, 'init_sha256', '?')})",
         "datasets": [dataset_info(d) for d in datasets],
         "split": "per dataset, seeded by split_seed and the folder name: 20 % (at least 8) held out, never "
         "trained on nor used for any choice; 10 % (at least 3) validation, used to pick the checkpoint, "

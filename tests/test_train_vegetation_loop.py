@@ -189,4 +189,46 @@ def test_main_writes_a_state_whose_card_matches_its_settings(data, tmp_path, mon
         == f"adamw lr {settings.learning_rate} weight decay {settings.regularization_coefficient}"
     )
     assert card["steps"] == 6 and [r["step"] for r in card["validation_history"]] == [3, 6]
-    assert card["command"].endswith("--eval-every 3") and "--steps 6" in card["command"]
+    assert "--eval-every 3 --lab-share 0.4" in card["command"] and "--steps 6" in card["command"]
+    assert card["initial_weights"].startswith("random")
+
+
+def test_lab_share_draws_lab_scenes_and_validation_holds_them(data):
+    datasets = recipe.load_datasets(data, 0)
+    cutouts = recipe.training_cutouts(datasets)
+    assert cutouts and all(pixels.shape[:2] == shape.shape for pixels, shape in cutouts)
+    with pytest.raises(ValueError, match=r"lab_share.*0\.78.*received 0\.9"):
+        recipe.PatchSampler(datasets, 32, np.random.default_rng(0), lab_share=0.9)
+    draws = []
+    for _ in range(2):  # same seed, same patches
+        sampler = recipe.PatchSampler(datasets, 32, np.random.default_rng(3), lab_share=0.78, cutouts=cutouts)
+        sampler.weights = np.eye(len(sampler.weights))[-1]  # lab scenes only
+        draws.append(sampler.sample(24))
+    (images, masks), (again, masks_again) = draws
+    assert torch.equal(images, again) and torch.equal(masks, masks_again)
+    assert images.shape == (24, 3, 32, 32) and masks.shape == (24, 32, 32)
+    assert set(masks.unique().tolist()) == {0, 1}
+    assert (masks.sum(dim=(1, 2)) == 0).any()  # empty scenes: nothing to segment
+    # The masks follow the pixels: plant pixels are greener (excess green) than the rest.
+    r, g, b = images.unbind(1)
+    exg = 2 * g - r - b
+    assert exg[masks == 1].mean() > exg[masks == 0].mean() + 0.1
+
+    pairs = recipe.lab_validation(datasets)
+    assert len(pairs) == 4 * len(recipe.LAB_VALIDATION_SCENES)
+    assert all(image.shape == (*recipe.LAB_VALIDATION_SIZE, 3) and mask.any() for image, mask in pairs)
+    assert np.array_equal(pairs[0][0], recipe.lab_validation(datasets)[0][0])
+
+
+def test_init_starts_from_a_saved_states_weights(data, tmp_path):
+    from deepplantphenomics import tools
+
+    args = _args(data, tmp_path / "run", "--init", str(tools.WEIGHTS_DIR))
+    network = recipe.make_model(args, args.work_dir).build_network()
+    recipe.start_weights(args, network)
+    shipped = load_file(str(tools.WEIGHTS_DIR / state.WEIGHTS))
+    for key, value in network.state_dict().items():
+        if key in shipped:
+            assert torch.equal(value, shipped[key]), key
+    assert args.init_sha256 == recipe.sha256(tools.WEIGHTS_DIR / state.WEIGHTS)
+    assert f"--init {tools.WEIGHTS_DIR}" in recipe.reproduce_command(args)
