@@ -1093,9 +1093,12 @@ def predict(
     model, settings = _load_trained(state_dir)
     num_classes = settings.num_classes
     files, problems = expand_inputs(images, recursive)
+    files = _not_outputs(files, out_dir)
     _report_problems(problems)
     out_dir.mkdir(parents=True, exist_ok=True)
     stems = dict(zip(files, output_stems(files)))
+    names = [f"{stem}_{kind}.png" for stem in stems.values() for kind in ("mask", "overlay")]
+    _claim_outputs(out_dir, [*names, RESULTS_CSV], "dpp predict")
     if num_classes == 2:
         columns = ("file", "width", "height", "foreground_pixels", "foreground_fraction")
     else:
@@ -1257,6 +1260,7 @@ def measure(
         "merge_distance": measuring.MERGE_DISTANCE if merge_distance is None else merge_distance,
     }
     files, problems = expand_inputs(photos)
+    files = _not_outputs(files, out_dir)
     _report_problems(problems)
     if mask_suffix is not None and masks_dir is None:
         raise click.UsageError("--mask-suffix names the masks of --masks DIR: give --masks too.")
@@ -1266,6 +1270,8 @@ def measure(
         predict, mask_of = _tool_predictor(method.lower(), batch_size), {}
     out_dir.mkdir(parents=True, exist_ok=True)
     stems = dict(zip(files, output_stems(files)))
+    names = [f"{stem}_plants.png" for stem in stems.values()]
+    _claim_outputs(out_dir, [*names, PLANTS_CSV, PHOTOS_CSV], "dpp measure")
     plants_log = _CsvLog(out_dir / PLANTS_CSV, ("file", *measuring.PLANT_COLUMNS))
     photos_log = _CsvLog(out_dir / PHOTOS_CSV, PHOTO_COLUMNS)
     counts = {"photos": 0, "plants": 0}
@@ -1328,6 +1334,8 @@ def growth(plants_csv: Path, pattern: str | None, exif: bool, out_dir: Path) -> 
     times = growing.photo_times([row["file"] for row in rows], pattern=pattern, exif=exif)
     table = growing.growth_table(rows, times)
     out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = (growing.GROWTH_CSV, growing.GROWTH_PNG, growing.GROWTH_HTML)
+    _claim_outputs(out_dir, outputs, "dpp growth")
     growing.write_growth_csv(out_dir / growing.GROWTH_CSV, table)
     dated = any(entry["timestamp"] for entry in table)
     png = growing.save_growth_plot(table, out_dir / growing.GROWTH_PNG, "days" if dated else "time")

@@ -167,6 +167,40 @@ def test_segment_refuses_to_overwrite_a_results_csv_it_did_not_write(photos, tmp
     assert run("segment", photos, "--out", tmp_path / "o2", "--method", "exg").exit_code == 0
 
 
+@pytest.mark.parametrize("command", ["predict", "measure"])
+def test_predict_and_measure_guard_the_output_folder_as_segment_does(photos, command):
+    users = photos / ("plant_0001_mask.png" if command == "predict" else "plants.csv")
+    users.write_bytes(b"mine")
+    if command == "predict":
+        args, done = ("predict", tools.WEIGHTS_DIR, photos), "Predicted 3 image(s)"
+    else:
+        args, done = ("measure", photos, "--method", "exg"), "in 3 photo(s)"
+    refused = run(*args, "--out", photos)
+    assert refused.exit_code == 1
+    assert f"Refusing to overwrite '{users}': dpp {command} did not write it" in refused.output
+    assert users.read_bytes() == b"mine" and not (photos / OUTPUTS_MANIFEST).exists()
+    users.unlink()
+    for _ in range(2):  # the second run neither refuses its own files nor reads them as photos
+        result = run(*args, "--out", photos)
+        assert result.exit_code == 0 and done in result.output, result.output
+
+
+def test_growth_refuses_to_overwrite_a_users_file(photos, tmp_path):
+    measured = tmp_path / "measured"
+    assert run("measure", photos, "--method", "exg", "--out", measured).exit_code == 0
+    out = tmp_path / "growth"
+    out.mkdir()
+    (out / "growth.csv").write_text("my table\n", encoding="utf-8")
+    args = ("growth", measured / "plants.csv", "--time-from-name", r"plant_(\d+)", "--out", out)
+    result = run(*args)
+    assert (
+        result.exit_code == 1 and "Refusing to overwrite" in result.output and "dpp growth" in result.output
+    )
+    assert (out / "growth.csv").read_text(encoding="utf-8") == "my table\n"
+    (out / "growth.csv").unlink()
+    assert run(*args).exit_code == 0 and run(*args).exit_code == 0
+
+
 # ============================================================================ 20.12 / 20.13 via subprocess
 # As root every file is readable, so the command drops to 'nobody' after importing what it needs: the
 # interpreter itself may live in a folder only root can read.
