@@ -59,6 +59,8 @@ WRITE_QUEUE_PIXELS = 10_000_000
 OVERLAY_BAND_PIXELS = 1 << 20
 SEGMENT_COLUMNS = ("file", "width", "height", "plant_pixels", "plant_fraction", "quality")
 SCORE_COLUMNS = ("dice", "iou", "precision", "recall")
+# dpp evaluate also reports the plant area, the figure users publish: predicted / true (nan without plant).
+AREA_COLUMNS = ("true_fraction", "predicted_fraction", "area_ratio")
 # Colours for classes 1, 2, ... in multi-class overlays (class 0 is background and left untinted).
 CLASS_COLOURS = (
     (255, 0, 255),
@@ -842,11 +844,24 @@ def _merge_rank_csvs(out_dir: Path, files: list[Path], keep: bool = True) -> Non
 
 def _format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
     width = max([len(name) for name, _ in rows] + [4])
-    header = f"{'file':<{width}}  {'Dice':>9}  {'IoU':>9}  {'precision':>9}  {'recall':>9}"
+    titles = ("Dice", "IoU", "precision", "recall", "area ratio")
+    header = f"{'file':<{width}}" + "".join(f"  {title:>10}" for title in titles)
     lines = [header, "-" * len(header)]
     for name, scores in rows:
-        lines.append(f"{name:<{width}}" + "".join(f"  {scores[k]:>9.4f}" for k in SCORE_COLUMNS))
+        figures = [scores[k] for k in (*SCORE_COLUMNS, "area_ratio")]
+        lines.append(f"{name:<{width}}" + "".join(f"  {figure:>10.4f}" for figure in figures))
     return "\n".join(lines)
+
+
+def _area_figures(mask: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Plant fraction of the prediction and of the truth (over the scored pixels), and their ratio."""
+    pixels = max(truth.size, 1)
+    predicted, true = int(np.count_nonzero(mask)), int(np.count_nonzero(truth))
+    return {
+        "true_fraction": true / pixels,
+        "predicted_fraction": predicted / pixels,
+        "area_ratio": predicted / true if true else math.nan,
+    }
 
 
 @main.command(short_help="Dice / IoU / precision / recall against true masks.")
@@ -991,7 +1006,8 @@ class _Scoring:
                 f"{image.shape[0]}x{image.shape[1]}."
             )
         scored = truth != IGNORE_INDEX  # 255 in a 0/1/255 mask: pixels the truth leaves out
-        self.rows.append((path.name, binary_scores(mask[scored], truth[scored])))
+        scores = binary_scores(mask[scored], truth[scored])
+        self.rows.append((path.name, scores | _area_figures(mask[scored] > 0, truth[scored] == 1)))
         if self.page is not None:
             self._add_to_report(path, image, mask, truth)
 
@@ -1008,7 +1024,10 @@ class _Scoring:
 
 def _print_scores(rows: list[tuple[str, dict[str, float]]], label: str, csv_path: Path | None) -> None:
     """Print the per-image scores and their mean; with ``csv_path``, also save them as CSV."""
-    mean = {k: math.fsum(s[k] for _, s in rows) / len(rows) for k in SCORE_COLUMNS}
+    mean = {}
+    for key in (*SCORE_COLUMNS, *AREA_COLUMNS):  # the area ratio's mean is over images with plant
+        values = [s[key] for _, s in rows if not math.isnan(s[key])]
+        mean[key] = math.fsum(values) / len(values) if values else math.nan
     table = rows + [(f"mean ({len(rows)} images)", mean)]
     click.echo(f"Scores of {label} on {len(rows)} image(s):")
     click.echo(printable(_format_table(table)))
@@ -1017,9 +1036,9 @@ def _print_scores(rows: list[tuple[str, dict[str, float]]], label: str, csv_path
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with csv_path.open("w", newline="", encoding="utf-8") as handle_csv:
         writer = csv.writer(handle_csv)
-        writer.writerow(("file", *SCORE_COLUMNS))
+        writer.writerow(("file", *SCORE_COLUMNS, *AREA_COLUMNS))
         for name, scores in rows + [("mean", mean)]:
-            writer.writerow([name, *(repr(scores[k]) for k in SCORE_COLUMNS)])
+            writer.writerow([name, *(repr(scores[k]) for k in (*SCORE_COLUMNS, *AREA_COLUMNS))])
     click.echo(f"Table saved to '{csv_path}'.")
 
 

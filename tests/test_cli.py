@@ -288,7 +288,16 @@ def test_evaluate_prints_and_saves_binary_scores(dataset, tmp_path):
     result = run("evaluate", "--images", images_dir, "--masks", masks_dir, "--method", "exg", "--csv", table)
     assert result.exit_code == 0, result.output
     rows = read_csv(table)
-    assert list(rows[0]) == ["file", "dice", "iou", "precision", "recall"]
+    assert list(rows[0]) == [
+        "file",
+        "dice",
+        "iou",
+        "precision",
+        "recall",
+        "true_fraction",
+        "predicted_fraction",
+        "area_ratio",
+    ]
     names = sorted(p.name for p in images_dir.iterdir())
     assert [r["file"] for r in rows] == [*names, "mean"]
     expected = []
@@ -300,9 +309,19 @@ def test_evaluate_prints_and_saves_binary_scores(dataset, tmp_path):
             assert float(row[key]) == scores[key]
     for key in ("dice", "iou", "precision", "recall"):
         assert float(rows[-1][key]) == pytest.approx(np.mean([s[key] for s in expected]), abs=1e-12)
+    # The area figures: plant fraction of prediction and truth, and predicted / true.
+    ratios = []
+    for row, name in zip(rows, names):
+        pred = tools.segment_vegetation([images_dir / name], method="exg")[0] > 0
+        truth = read_binary_mask(masks_dir / name)[0] == 1
+        assert float(row["true_fraction"]) == truth.mean() and float(row["predicted_fraction"]) == pred.mean()
+        ratios.append(pred.sum() / truth.sum())
+        assert float(row["area_ratio"]) == pytest.approx(ratios[-1], rel=1e-12)
+    assert float(rows[-1]["area_ratio"]) == pytest.approx(np.mean(ratios), rel=1e-12)
     # The printed table shows the same numbers.
     line = next(line for line in result.stdout.splitlines() if line.startswith(names[0]))
-    assert line.split()[1:] == [f"{expected[0][k]:.4f}" for k in ("dice", "iou", "precision", "recall")]
+    keys = ("dice", "iou", "precision", "recall")
+    assert line.split()[1:] == [f"{expected[0][k]:.4f}" for k in keys] + [f"{ratios[0]:.4f}"]
     assert "mean (3 images)" in result.stdout
 
 

@@ -292,9 +292,10 @@ def test_evaluate_leaves_the_255_band_out_of_the_scores(tmp_path):
         "evaluate", "--images", tmp_path / "images", "--masks", tmp_path / "masks", "--method", "exg"
     )
     assert result.exit_code == 0, result.output
-    # Excess Green finds exactly the left half; the band straddling the edge is ignored, so every score is 1.
+    # Excess Green finds exactly the left half; the band straddling the edge is ignored, so every score (and
+    # the area ratio, counted over the scored pixels too) is 1.
     row = next(line for line in result.output.splitlines() if line.startswith("a.png"))
-    assert [float(v) for v in row.split()[1:]] == [1.0, 1.0, 1.0, 1.0]
+    assert [float(v) for v in row.split()[1:]] == [1.0, 1.0, 1.0, 1.0, 1.0]
 
 
 # ------------------------------------------------------------------------------------- 17.6 colour modes
