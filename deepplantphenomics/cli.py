@@ -1198,6 +1198,24 @@ def _mask_reader(
     return predict, {path: mask_of[path.resolve()] for path in files}
 
 
+def _measure_options(
+    grid: str | None, mm_per_pixel: float | None, min_area: int | None, merge_distance: float | None
+) -> dict[str, Any]:
+    """``measure_plants``' keyword arguments from ``dpp measure``'s options (a bad --grid is a usage error)."""
+    from deepplantphenomics import measure as measuring
+
+    try:
+        tray = measuring.parse_grid(grid, "--grid")
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(one_line(exc), param_hint="--grid") from None
+    return {
+        "grid": tray,
+        "mm_per_pixel": mm_per_pixel,
+        "min_area": measuring.MIN_AREA if min_area is None else min_area,
+        "merge_distance": measuring.MERGE_DISTANCE if merge_distance is None else merge_distance,
+    }
+
+
 @main.command(short_help="Per-plant area, shape and colour (trays: --grid), with overlays.")
 @click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option(
@@ -1268,16 +1286,8 @@ def measure(
     ctx = click.get_current_context()
     if masks_dir is not None and ctx.get_parameter_source("method") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("Give either --masks or --method, not both.")
-    try:
-        tray = measuring.parse_grid(grid, "--grid")
-    except (TypeError, ValueError) as exc:
-        raise click.BadParameter(one_line(exc), param_hint="--grid") from None
-    options = {
-        "grid": tray,
-        "mm_per_pixel": mm_per_pixel,
-        "min_area": measuring.MIN_AREA if min_area is None else min_area,
-        "merge_distance": measuring.MERGE_DISTANCE if merge_distance is None else merge_distance,
-    }
+    options = _measure_options(grid, mm_per_pixel, min_area, merge_distance)
+    tray = options["grid"]
     files, problems = expand_inputs(photos)
     files = _not_outputs(files, out_dir)
     _report_problems(problems)

