@@ -181,6 +181,26 @@ def _draw_leaf(
 
 
 # ------------------------------------------------------------------------------------------ background
+def _draw_strip(
+    canvas: np.ndarray,
+    rng: np.random.Generator,
+    place: tuple[float, float, float, float],
+    size: tuple[float, float],
+    colour: np.ndarray,
+    edge_dark: float,
+    bend: float = 0.0,
+    texture: float = 0.04,
+) -> None:
+    """Paint a strip of constant width and no vein (straw, a twig, a plant label, tape) into ``canvas`` only:
+    :func:`_draw_leaf` with ``place`` = (cx, cy, angle, start) and ``size`` = (length, width)."""
+    cx, cy, angle, start = place
+    length, width = size
+    _draw_leaf(
+        canvas, None, rng, cx=cx, cy=cy, angle=angle, start=start, length=length, width=width, colour=colour,
+        p=0.0, q=0.0, vein_colour=None, edge_dark=edge_dark, bend=bend, texture=texture,
+    )  # fmt: skip
+
+
 def _soil(rng: np.random.Generator, height: int, width: int, scale: float) -> np.ndarray:
     """Soil texture, float32 (H, W, 3) in 0..255-ish: two tones mixed coarsely, brightness noise at 4 scales."""
     kind = rng.random()
@@ -287,24 +307,8 @@ def _litter(rng: np.random.Generator, canvas: np.ndarray, scale: float) -> None:
         else:  # straw or twig
             red = rng.uniform(120.0, 200.0)
             colour = np.array([red, red * rng.uniform(0.8, 0.92), red * rng.uniform(0.45, 0.65)])
-            _draw_leaf(
-                canvas,
-                None,
-                rng,
-                cx=cx,
-                cy=cy,
-                angle=angle,
-                start=0.0,
-                length=rng.uniform(10.0, 35.0) * scale,
-                width=rng.uniform(0.6, 1.4) * scale,
-                colour=colour,
-                p=0.0,
-                q=0.0,
-                vein_colour=None,
-                edge_dark=0.25,
-                bend=rng.uniform(-0.05, 0.05),
-                texture=0.04,
-            )
+            size = (rng.uniform(10.0, 35.0) * scale, rng.uniform(0.6, 1.4) * scale)
+            _draw_strip(canvas, rng, (cx, cy, angle, 0.0), size, colour, 0.25, rng.uniform(-0.05, 0.05))
 
 
 # ---------------------------------------------------------------------------------------------- plants
@@ -905,22 +909,9 @@ def _pot_labels(
         colour = _LABEL_COLOURS[_GREEN_LABEL if green else int(rng.integers(len(_LABEL_COLOURS)))]
         angle = rng.uniform(0, 2 * math.pi)
         start = radius * rng.uniform(0.5, 0.75)
-        _draw_leaf(
-            canvas,
-            None,
-            rng,
-            cx=cx,
-            cy=cy,
-            angle=angle,
-            start=start,
-            length=radius * rng.uniform(0.35, 0.6),
-            width=radius * rng.uniform(0.06, 0.12),
-            colour=np.asarray(colour, np.float32),
-            p=0.0,
-            q=0.0,
-            vein_colour=None,
-            edge_dark=0.05,
-            texture=0.01,
+        size = (radius * rng.uniform(0.35, 0.6), radius * rng.uniform(0.06, 0.12))
+        _draw_strip(
+            canvas, rng, (cx, cy, angle, start), size, np.asarray(colour, np.float32), 0.05, texture=0.01
         )
 
 
@@ -1006,23 +997,9 @@ def _green_objects(rng: np.random.Generator, canvas: np.ndarray, scale: float) -
     for _ in range(int(rng.integers(1, 4))):
         colour = np.array([rng.uniform(30, 90), rng.uniform(110, 200), rng.uniform(40, 110)], np.float32)
         length = rng.uniform(0.15, 0.6) * min(height, width)
-        _draw_leaf(
-            canvas,
-            None,
-            rng,
-            cx=rng.uniform(0, width),
-            cy=rng.uniform(0, height),
-            angle=rng.uniform(0, 2 * math.pi),
-            start=0.0,
-            length=length,
-            width=max(2.0, rng.uniform(0.03, 0.1) * length),
-            colour=colour,
-            p=0.0,
-            q=0.0,
-            vein_colour=None,
-            edge_dark=0.05,
-            texture=0.01,
-        )
+        place = (rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0, 2 * math.pi), 0.0)
+        size = (length, max(2.0, rng.uniform(0.03, 0.1) * length))
+        _draw_strip(canvas, rng, place, size, colour, 0.05, texture=0.01)
 
 
 def _paste_cutout(
