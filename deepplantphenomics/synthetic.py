@@ -201,6 +201,22 @@ def _draw_strip(
     )  # fmt: skip
 
 
+def _shadow_of(
+    rng: np.random.Generator, drawn: np.ndarray, reach: tuple[float, float], scale: float
+) -> np.ndarray:
+    """Where ``drawn``'s shadow falls: the (H, W) bool mask shifted ``reach`` (low, high) * ``scale`` pixels
+    in a random direction, as float32 0/1 (callers blur it)."""
+    height, width = drawn.shape
+    angle = rng.uniform(0, 2 * math.pi)
+    offset = max(1, round(rng.uniform(*reach) * scale))
+    dy, dx = round(offset * math.sin(angle)), round(offset * math.cos(angle))
+    shifted = np.zeros((height, width), dtype=np.float32)
+    shifted[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = drawn[
+        max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)
+    ]
+    return shifted
+
+
 def _soil(rng: np.random.Generator, height: int, width: int, scale: float) -> np.ndarray:
     """Soil texture, float32 (H, W, 3) in 0..255-ish: two tones mixed coarsely, brightness noise at 4 scales."""
     kind = rng.random()
@@ -545,14 +561,7 @@ def generate_plant_image(
         _draw_plant(gen, canvas, plants, cx, cy, radius)
 
     # Leaves shade the soil beside them (light from one side): a soft, offset shadow on background only.
-    angle = gen.uniform(0, 2 * math.pi)
-    offset = max(1, round(gen.uniform(1.5, 4.0) * scale))
-    dy, dx = round(offset * math.sin(angle)), round(offset * math.cos(angle))
-    shifted = np.zeros((height, width), dtype=np.float32)
-    shifted[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = plants[
-        max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)
-    ]
-    contact = _box_blur(shifted, max(1, round(2 * scale)))
+    contact = _box_blur(_shadow_of(gen, plants, (1.5, 4.0), scale), max(1, round(2 * scale)))
     light = np.where(plants, np.float32(1.0), 1.0 - np.float32(gen.uniform(0.2, 0.45)) * contact)
 
     # Occasionally a large soft shadow (a neighbour plant, the tray rim, the photographer) over everything.
@@ -1097,13 +1106,7 @@ def _finish_lab(
     height, width = drawn.shape
     if drawn.any():
         # A soft shadow under the leaves, offset away from the light, on the background only.
-        angle = rng.uniform(0, 2 * math.pi)
-        offset = max(1, round(rng.uniform(2.0, 6.0) * scale))
-        dy, dx = round(offset * math.sin(angle)), round(offset * math.cos(angle))
-        shifted = np.zeros((height, width), dtype=np.float32)
-        shifted[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = drawn[
-            max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)
-        ]
+        shifted = _shadow_of(rng, drawn, (2.0, 6.0), scale)
         darkness = np.float32(rng.uniform(0.15, 0.4))
         background = background * (1.0 - darkness * _box_blur(shifted, max(1, round(3 * scale))))[..., None]
     # Blended edges: a plant pixel at the outline is partly background (>= about 45 % plant), so there is
