@@ -232,7 +232,7 @@ def test_training_on_from_a_legacy_state_and_resuming_keep_its_rule(legacy_state
 
 
 def test_vegetation_weights_unchanged():
-    """The shipped vegetation network has no skip connections and gives the outputs recorded before the change."""
+    """The shipped vegetation network has no skip connections and gives the outputs recorded for its weights."""
     architecture = json.loads((VEGETATION / "architecture.json").read_text())
     assert all(layer["kind"] != "skip" for layer in architecture["layers"])
     model = dpp.load_model(VEGETATION)
