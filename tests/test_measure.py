@@ -294,6 +294,31 @@ def test_many_plants_match_regionprops_one_by_one():
         assert_same_as_regionprops(record, result.labels == number)
 
 
+def test_convex_area_equals_regionprops_on_random_shapes():
+    """The hull count is regionprops' ``area_convex`` exactly: scattered pixels, thin slanted lines (whose hull
+    edges pass through pixel centres), blobs, single pixels, shapes touching the photo's border."""
+    from skimage.draw import line
+
+    rng = np.random.default_rng(11)
+    checked = 0
+    for trial in range(150):
+        height, width = (int(v) for v in rng.integers(2, 48, 2))
+        mask = rng.random((height, width)) < rng.uniform(0.01, 0.5)
+        if trial % 3 == 0:
+            mask[:] = False
+            for _ in range(int(rng.integers(1, 4))):
+                rr, cc = line(*(int(v) for v in rng.integers(0, (height, width, height, width))))
+                mask[rr, cc] = True
+        result = measure.measure_plants(
+            np.zeros((height, width, 3), np.uint8), mask, min_area=0, merge_distance=0
+        )
+        for number, record in enumerate(result.plants, start=1):
+            region = regionprops((result.labels == number).astype(np.uint8))[0]
+            assert record["convex_area_px"] == region.area_convex, (trial, number)
+            checked += 1
+    assert checked > 1000
+
+
 def test_hue_is_scikit_images_rgb2hsv_hue():
     """A plant's hue equals rgb2hsv's hue of its colour, ties between channels and greys included."""
     from skimage.color import rgb2hsv
