@@ -17,9 +17,9 @@ from torch import nn
 
 from deepplantphenomics.data.dataset import (
     fit_to_network,
-    map_decoding,
     normalize,
     pixel_statistics,
+    prefetch_decoding,
     to_tensor_image,
 )
 from deepplantphenomics.data.io import (
@@ -206,12 +206,11 @@ def predict_files(
 
     def load(path: Path) -> torch.Tensor:
         image = load_image_tensor(path, depth)
-        return fit_to_network(image, *size, settings.resize_images, settings.crop_or_pad_images, str(path))
+        image = fit_to_network(image, *size, settings.resize_images, settings.crop_or_pad_images, str(path))
+        return normalize(image[None], settings.input_normalization)[0]  # per image: in the decoding thread
 
-    for group in chunked(files, step):
-        batch = torch.stack(map_decoding(load, group))
-        batch = prepare_input(normalize(batch, settings.input_normalization), device)
-        probs = class_probabilities(network, batch)
+    for images in prefetch_decoding(load, list(chunked(files, step))):
+        probs = class_probabilities(network, prepare_input(torch.stack(images), device))
         outputs.extend(as_numpy(p) for p in probs)
     return outputs
 

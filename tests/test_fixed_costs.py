@@ -67,3 +67,57 @@ def test_a_damaged_file_is_reported_once_without_decoder_noise(tmp_path):
         warnings.simplefilter("error")  # any decoder warning would fail the test
         with pytest.raises(ValueError, match=rf"1 problem\(s\) in the dataset:\n  - .*{broken.name}"):
             load_pairs(pairs, 3, 2, None, False, False)
+
+
+def test_prefetch_decoding_yields_each_group_in_order_from_one_pool(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(dataset.os, "cpu_count", lambda: 4)
+    workers = set()
+
+    def square(value: int) -> int:
+        workers.add(threading.current_thread())  # Thread objects, kept alive: a new pool's would be new ones
+        return value * value
+
+    groups = [list(range(start, start + 3)) for start in range(0, 30, 3)] + [[30]]
+    got = list(dataset.prefetch_decoding(square, groups))
+    assert got == [[v * v for v in group] for group in groups]
+    assert 1 <= len(workers) <= dataset.DECODE_THREADS
+    assert threading.main_thread() not in workers
+
+
+def test_prefetch_decoding_stops_at_a_failing_group_and_cancels_the_rest(monkeypatch):
+    monkeypatch.setattr(dataset.os, "cpu_count", lambda: 2)
+    calls = []
+
+    def decode(value: int) -> int:
+        calls.append(value)
+        if value == 4:
+            raise ValueError("file 4 is damaged")
+        return value
+
+    seen = []
+    with pytest.raises(ValueError, match="file 4 is damaged"):
+        for group in dataset.prefetch_decoding(decode, [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]):
+            seen.append(group)
+    assert seen == [[0, 1], [2, 3]]
+    assert max(calls) <= 7  # at most the group after the failing one was started
+
+
+def test_prefetch_decoding_keeps_the_callers_warnings_and_drops_the_decoders(monkeypatch):
+    """Between groups the caller runs its own work (a forward pass) inside the decoding section: its
+    warnings are issued when the section ends; a warning from Pillow's code is dropped as decoder noise."""
+    from PIL import Image
+
+    monkeypatch.setattr(dataset.os, "cpu_count", lambda: 2)
+
+    def decode(value: int) -> int:
+        warnings.warn_explicit("decoder noise", UserWarning, Image.__file__, 1)
+        return value
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for group in dataset.prefetch_decoding(decode, [[0, 1], [2, 3]]):
+            warnings.warn(f"the caller's work on {group}", RuntimeWarning)
+    messages = [str(w.message) for w in caught]
+    assert messages == ["the caller's work on [0, 1]", "the caller's work on [2, 3]"]

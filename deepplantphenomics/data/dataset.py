@@ -11,8 +11,8 @@ import math
 import os
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -518,6 +518,32 @@ def map_decoding(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
             return [function(item) for item in items]
         with ThreadPoolExecutor(threads, thread_name_prefix="dpp-decode") as pool:
             return list(pool.map(function, items))
+
+
+def prefetch_decoding(function: Callable[[T], R], groups: Sequence[Sequence[T]]) -> Iterator[list[R]]:
+    """``[function(item) for item in group]`` for each group in turn, the next group decoded by the threads
+    while the caller works on the current one (a prediction run: decode batch k + 1 during batch k's forward
+    pass). One pool serves the whole run: a thread that runs torch operations gets OpenMP workers of its
+    own, which spin after each use, and pools made afresh for every batch cost more (new threads, their
+    workers spinning beside the network's) than the decoding itself. Warnings and errors as in
+    :func:`map_decoding` (an error is raised when its group is reached)."""
+    threads = min(DECODE_THREADS, os.cpu_count() or 1, max((len(group) for group in groups), default=0))
+    with decoding_in_threads():
+        if threads <= 1:
+            for group in groups:
+                yield [function(item) for item in group]
+            return
+        with ThreadPoolExecutor(threads, thread_name_prefix="dpp-decode") as pool:
+            pending: list[Future[R]] = []
+            try:
+                for index, group in enumerate(groups):
+                    current = pending or [pool.submit(function, item) for item in group]
+                    following = groups[index + 1] if index + 1 < len(groups) else ()
+                    pending = [pool.submit(function, item) for item in following]
+                    yield [future.result() for future in current]
+            finally:  # the caller stopped early, or a decode failed: nothing more is decoded
+                for future in pending:
+                    future.cancel()
 
 
 @dataclass

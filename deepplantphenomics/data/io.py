@@ -16,6 +16,7 @@ this module, so the rules below hold for training, inference, the tools, the CLI
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import struct
@@ -121,7 +122,6 @@ def not_found(path: str | os.PathLike) -> FileNotFoundError:
     return FileNotFoundError(f"No such file or folder: '{path}'.")
 
 
-_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _threaded_section = False  # decoding_in_threads is active: it handles the decoders' warnings itself
 
 
@@ -148,8 +148,9 @@ def decoding_in_threads() -> Iterator[None]:
 
     Python's warning filters are global: one thread silencing the decoders' noise (as ``_quiet_decoders``
     does) would hide, or fail to restore around, another thread's warnings. Within this section the warnings
-    of every thread are recorded instead; when it ends, the library's own (a non-finite pixel) are issued
-    again in the calling thread and the decoders' are dropped.
+    of every thread are recorded instead; when it ends, the decoders' (Pillow's, tifffile's) are dropped and
+    the others (the library's own, such as a non-finite pixel, and those of whatever the calling thread ran
+    meanwhile, such as a network's forward pass) are issued again in the calling thread.
     """
     global _threaded_section
     tiff_logger = logging.getLogger("tifffile")
@@ -164,9 +165,19 @@ def decoding_in_threads() -> Iterator[None]:
                 _threaded_section = False
     finally:
         tiff_logger.disabled = was_disabled
+    decoders = _decoder_dirs()
     for record in caught:
-        if Path(record.filename).resolve().is_relative_to(_PACKAGE_DIR):
+        if not any(Path(record.filename).resolve().is_relative_to(d) for d in decoders):
             warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+
+
+def _decoder_dirs() -> list[Path]:
+    """Folders of the decoding libraries whose warnings ``decoding_in_threads`` drops (found, not imported)."""
+    dirs = [Path(Image.__file__).resolve().parent]
+    spec = importlib.util.find_spec("tifffile")
+    if spec is not None and spec.origin:
+        dirs.append(Path(spec.origin).resolve().parent)
+    return dirs
 
 
 def _read_raw(path: Path, mask: bool) -> tuple[np.ndarray, str]:
