@@ -205,11 +205,19 @@ def network_signature(network: nn.Module) -> str:
 
 
 def _machine_key() -> str:
-    """What a layout decision depends on besides the network: CPU, ISA flags, torch, threads, allocator."""
+    """What a layout decision depends on besides the network: CPU, ISA flags, the ISA torch's kernels use
+    (``ATEN_CPU_CAPABILITY`` and ``ONEDNN_MAX_CPU_ISA`` can lower it), torch, threads, allocator."""
     model, flags = cpu_description()
     flag_hash = hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:12]
+    kernels = torch.backends.cpu.get_cpu_capability()
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    if onednn:
+        kernels += f", oneDNN {onednn}"
     tuned = "tuned" if _tuned else "untuned"
-    return f"{model}|{flag_hash}|torch {torch.__version__}|{torch.get_num_threads()} threads|malloc {tuned}"
+    return (
+        f"{model}|{flag_hash}|{kernels}|torch {torch.__version__}|{torch.get_num_threads()} threads|"
+        f"malloc {tuned}"
+    )
 
 
 def _layout_key(network: nn.Module, shape: tuple[int, ...], training: bool, precision: str) -> str:

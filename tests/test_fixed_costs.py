@@ -118,6 +118,6 @@ def test_prefetch_decoding_keeps_the_callers_warnings_and_drops_the_decoders(mon
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for group in dataset.prefetch_decoding(decode, [[0, 1], [2, 3]]):
-            warnings.warn(f"the caller's work on {group}", RuntimeWarning)
+            warnings.warn(f"the caller's work on {group}", RuntimeWarning, stacklevel=1)
     messages = [str(w.message) for w in caught]
     assert messages == ["the caller's work on [0, 1]", "the caller's work on [2, 3]"]

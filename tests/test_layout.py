@@ -81,6 +81,19 @@ def test_the_cache_tells_shapes_and_modes_apart(cache):
     assert len(keys) == 3
 
 
+def test_the_cache_tells_kernel_instruction_sets_apart(cache, monkeypatch):
+    """A run with torch's kernels held to a lower ISA (as on an AVX2 machine) measures afresh."""
+    network = small_network()
+    choose_layout(network, sample_batch())
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert choose_layout(network, sample_batch()).source == "measured"
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    assert choose_layout(network, sample_batch()).source == "measured"
+    keys = list(json.loads(cache.read_text(encoding="utf-8"))["entries"])
+    assert len(keys) == 3
+    assert sum("oneDNN AVX2" in key for key in keys) == 2 and sum("DEFAULT" in key for key in keys) == 1
+
+
 def test_measuring_leaves_weights_statistics_and_random_streams_alone(cache):
     network = small_network()
     before = {name: value.clone() for name, value in network.state_dict().items()}
