@@ -56,6 +56,7 @@ CASES: dict[str, tuple[str, list[str], dict[str, str]]] = {
     "seed/naive": ("seed", ["naive"], {}),
     "seed/library_malloc_tuning_off": ("seed", ["library"], {"DPP_MALLOC_TUNING": "0"}),
     "seed/library_channels_last": ("seed", ["library"], {"DPP_CHANNELS_LAST": "1"}),
+    "seed/library_nchw": ("seed", ["library"], {"DPP_CHANNELS_LAST": "0"}),
     "seed/naive_channels_last": ("seed", ["naive", "--channels-last"], {}),
     "seed/library_bf16": ("seed", ["library", "--bf16"], {}),
     "unet/library": ("unet", ["library"], {}),

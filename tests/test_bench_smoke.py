@@ -53,7 +53,7 @@ def test_every_script_has_quick_arguments() -> None:
 def test_train_throughput() -> None:
     out = run_quick("train_throughput")
     assert out["benchmark"] == "train_throughput"
-    assert positive(out["seed"]["library_channels_last"])
+    assert positive(out["seed"]["library_channels_last"]) and positive(out["seed"]["library_nchw"])
     assert positive(out["seed"]["naive_channels_last"])
     assert positive(out["unet"]["library"]) and positive(out["unet"]["naive"])
     assert positive(out["unet"]["ratio_library_naive"])
