@@ -20,6 +20,10 @@ speed ratios (hand-written seconds / library seconds: above 1 means the library 
 ``--profile`` runs one library training worker under cProfile and prints its 30 most expensive calls
 (cumulative) instead.
 
+Before the runs the library's and these scripts' bytecode is written (``_common.compile_bytecode``): with
+``PYTHONDONTWRITEBYTECODE`` set, every fresh process would otherwise compile the library's source again, which
+an installed package never does (``machine.dont_write_bytecode`` says whether the variable was set).
+
 Usage: ``python bench/end_to_end.py [--rounds 3] [--epochs 3] [--images 32]``; prints one JSON line.
 """
 
@@ -36,6 +40,7 @@ START = time.perf_counter()  # before any heavy import: the worker's own import 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    compile_bytecode,
     emit,
     machine,
     median,
@@ -239,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     wanted = [c for c in args.cases.split(",") if c]
     cases = {name: case for name, case in CASES.items() if not wanted or name in wanted}
-    info = machine()
+    info = {**machine(), "dont_write_bytecode": compile_bytecode()}
     results: dict[str, list[dict]] = {name: [] for name in cases}
     with tempfile.TemporaryDirectory(prefix="dpp-bench-e2e-") as tmp:
         root = Path(tmp)

@@ -32,7 +32,8 @@ QUICK_ARGS: dict[str, list[str]] = {
     "train_throughput": [
         *"--rounds 1 --size 32 --steps 2 --unet-steps 2 --warmup 1 --images 8 --source-size 48 64".split(),
         "--cases",
-        "seed/library_channels_last,seed/naive_channels_last,unet/library,unet/naive,unet/naive_malloc_tuned",
+        "seed/library_channels_last,seed/library_nchw,seed/naive_channels_last,unet/library,unet/naive,"
+        "unet/naive_malloc_tuned",
     ],
     "infer_throughput": [
         *"--rounds 1 --size 32 --images 4 --unet-images 4 --source-size 48 64".split(),
