@@ -12,6 +12,8 @@ baselines (ExG + Otsu, CIVE + Otsu) on images the network never trained on:
 - **lab composites** (``deepplantphenomics.synthetic.generate_lab_image``, seeds of their own): rosettes in pots
   on trays, seedlings on white paper, plants on dark cloth, and pots with real plant cut-outs taken from the
   held-out photos only (``load_cutouts``);
+- **generated trays of seedlings** (``generate_tray_image``, 4x6 pots, 0-1 days old, seeds ``LAB_SEED * 100 + i``):
+  plants of 30-170 pixels, as on the first days of a growth series;
 - **no-plant scenes**: the same lab settings with no plant (often with green objects that are not plants).
 
 It prints, per setting, the mean per-image Dice of each method, the median over images of the network's
@@ -34,10 +36,10 @@ import numpy as np
 from deepplantphenomics.data.dataset import pair_files
 from deepplantphenomics.data.io import read_binary_mask, read_image
 from deepplantphenomics.metrics import binary_scores
-from deepplantphenomics.synthetic import generate_lab_image, load_cutouts
+from deepplantphenomics.synthetic import generate_lab_image, generate_tray_image, load_cutouts
 from deepplantphenomics.tools import METHODS, model_card, quality_flags, segment_image
 
-__all__ = ["LAB_SETTINGS", "format_tables", "main", "validate", "write_card_block"]
+__all__ = ["LAB_SETTINGS", "TRAY_SETTING", "format_tables", "main", "validate", "write_card_block"]
 
 # Lab composite settings: (label, scene, use held-out real cut-outs).
 LAB_SETTINGS = (
@@ -46,6 +48,7 @@ LAB_SETTINGS = (
     ("lab: seedlings on white paper", "paper", False),
     ("lab: plants on dark cloth", "cloth", False),
 )
+TRAY_SETTING = "generated trays: seedlings 0-1 days old (4x6 pots)"
 NO_PLANT_SETTING = "no plant: lab scenes, often with green objects"
 # The lab composites' seeds: [LAB_SEED, setting, image]; no training recipe draws from this family.
 LAB_SEED = 1515
@@ -139,6 +142,12 @@ def validate(
             _score_image(image, truth, row)
         summaries.append(_summarise(label, row))
         log(f"{label}: {lab_images} images, {time.time() - start:.0f} s")
+    row = {}
+    for i in range(lab_images):  # small plants: what growth-curve users measure on their first days
+        image, truth, _ = generate_tray_image(4, 6, 0.5 * (i % 3), seed=LAB_SEED * 100 + i)
+        _score_image(image, truth, row)
+    summaries.append(_summarise(TRAY_SETTING, row))
+    log(f"{TRAY_SETTING}: {lab_images} images, {time.time() - start:.0f} s")
     row = {}
     for i in range(lab_images):
         image, truth = generate_lab_image(height, width, np.random.default_rng([LAB_SEED, 99, i]), "empty")

@@ -215,9 +215,30 @@ def test_lab_share_draws_lab_scenes_and_validation_holds_them(data):
     assert exg[masks == 1].mean() > exg[masks == 0].mean() + 0.1
 
     pairs = recipe.lab_validation(datasets)
-    assert len(pairs) == 4 * len(recipe.LAB_VALIDATION_SCENES)
-    assert all(image.shape == (*recipe.LAB_VALIDATION_SIZE, 3) and mask.any() for image, mask in pairs)
+    scenes = 4 * len(recipe.LAB_VALIDATION_SCENES)
+    assert len(pairs) == scenes + 4  # and four trays of seedlings
+    assert all(
+        image.shape == (*recipe.LAB_VALIDATION_SIZE, 3) and mask.any() for image, mask in pairs[:scenes]
+    )
+    assert all(
+        image.shape == (256, 384, 3) and set(np.unique(mask)) == {0, 1} for image, mask in pairs[scenes:]
+    )
     assert np.array_equal(pairs[0][0], recipe.lab_validation(datasets)[0][0])
+
+
+def test_the_generated_pool_holds_trays_of_seedlings():
+    """Every TRAY_EVERY-th generated training image is a 4x4 tray whose mask marks its (small) plants."""
+    for index in range(recipe.TRAY_EVERY):
+        image, mask = recipe._pool_image(index, np.random.default_rng([3, index]))
+        assert image.shape == (256, 256, 3) and mask.shape == (256, 256)
+        assert set(np.unique(mask)) == {0, 255}
+        r, g, b = (image[..., c].astype(float) for c in range(3))
+        exg = 2 * g - r - b
+        assert exg[mask > 0].mean() > exg[mask == 0].mean() + 10  # the mask follows the green plants
+    tray, tray_mask = recipe._pool_image(recipe.TRAY_EVERY - 1, np.random.default_rng(0))
+    field, _ = recipe._pool_image(0, np.random.default_rng(0))
+    assert not np.array_equal(tray, field)
+    assert 0.002 < (tray_mask > 0).mean() < 0.5
 
 
 def test_init_starts_from_a_saved_states_weights(data, tmp_path):

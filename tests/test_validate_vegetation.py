@@ -8,6 +8,7 @@ from deepplantphenomics.tools import METHODS
 from deepplantphenomics.validate_vegetation import (
     LAB_SETTINGS,
     NO_PLANT_SETTING,
+    TRAY_SETTING,
     format_tables,
     main,
     validate,
@@ -19,8 +20,11 @@ def test_validate_scores_every_lab_setting_and_the_no_plant_scenes():
     settings = result["settings"]
     # Without real photos there are no held-out photos and no real cut-outs.
     assert [s["setting"] for s in settings] == [label for label, _, real in LAB_SETTINGS if not real] + [
-        NO_PLANT_SETTING
+        TRAY_SETTING,
+        NO_PLANT_SETTING,
     ]
+    trays = settings[-2]
+    assert trays["images"] == 1 and trays["area_ratio_median"] > 0  # a day-0 tray: seedlings to find
     for summary in settings:
         top = 100.0 if summary["no_plant"] else 1.0
         assert all(0.0 <= summary[method] <= top for method in METHODS)
