@@ -25,6 +25,10 @@ def test_validate_scores_every_lab_setting_and_the_no_plant_scenes():
     ]
     trays = settings[-2]
     assert trays["images"] == 1 and trays["area_ratio_median"] > 0  # a day-0 tray: seedlings to find
+    for method in ("network", "network-fast"):
+        assert 0.0 <= trays["plants_found_share"][method] <= 1.0
+        assert trays["plant_area_error_median"][method] >= 0.0
+    assert "finds" in format_tables(result)
     for summary in settings:
         top = 100.0 if summary["no_plant"] else 1.0
         assert all(0.0 <= summary[method] <= top for method in METHODS)
