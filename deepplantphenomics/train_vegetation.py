@@ -332,7 +332,7 @@ class PatchSampler:
             log(f"loaded {len(images)} training images of '{dataset.name}'")
         images, masks = [], []
         for i in range(SYNTHETIC_POOL):
-            image, mask = _pool_image(i, np.random.default_rng([int(rng.integers(2**31)), i]))
+            image, mask = pool_image(i, np.random.default_rng([int(rng.integers(2**31)), i]))
             images.append(torch.from_numpy(image).permute(2, 0, 1).contiguous())
             masks.append(torch.from_numpy((mask > 127).astype(np.uint8)))
         self.sources.append(("synthetic", images, masks))
@@ -404,7 +404,7 @@ def training_cutouts(datasets: list[Dataset], per_dataset: int = 150) -> list[tu
     return cutouts
 
 
-def _pool_image(index: int, generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def pool_image(index: int, generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One 256x256 generated training image and its 0/255 mask: a field scene, or every ``TRAY_EVERY``-th a
     tray of seedlings (seeds from 10**6 up: validate_vegetation's trays use 1515xx)."""
     from deepplantphenomics.synthetic import generate_plant_image, generate_tray_image

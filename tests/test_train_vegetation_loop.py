@@ -229,14 +229,14 @@ def test_lab_share_draws_lab_scenes_and_validation_holds_them(data):
 def test_the_generated_pool_holds_trays_of_seedlings():
     """Every TRAY_EVERY-th generated training image is a 4x4 tray whose mask marks its (small) plants."""
     for index in range(recipe.TRAY_EVERY):
-        image, mask = recipe._pool_image(index, np.random.default_rng([3, index]))
+        image, mask = recipe.pool_image(index, np.random.default_rng([3, index]))
         assert image.shape == (256, 256, 3) and mask.shape == (256, 256)
         assert set(np.unique(mask)) == {0, 255}
         r, g, b = (image[..., c].astype(float) for c in range(3))
         exg = 2 * g - r - b
         assert exg[mask > 0].mean() > exg[mask == 0].mean() + 10  # the mask follows the green plants
-    tray, tray_mask = recipe._pool_image(recipe.TRAY_EVERY - 1, np.random.default_rng(0))
-    field, _ = recipe._pool_image(0, np.random.default_rng(0))
+    tray, tray_mask = recipe.pool_image(recipe.TRAY_EVERY - 1, np.random.default_rng(0))
+    field, _ = recipe.pool_image(0, np.random.default_rng(0))
     assert not np.array_equal(tray, field)
     assert 0.002 < (tray_mask > 0).mean() < 0.5
 
