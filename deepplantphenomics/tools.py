@@ -66,8 +66,9 @@ MODEL_CARD = "model_card.json"
 # padded to 16, no mirror.
 # method='network-fast': one view of at most 0.2 MP, no mirror, cut at 0.5 (the card's candidate "resize to at
 # most 0.2 MP"; the tool's scheme before test-time averaging). 4.5x fewer network pixels per 1296x966 photo
-# (0.06 against 0.23-0.29 s); held-out Dice 0.9456 / 0.7623 / 0.8573 on CWFID / EWS / peanut against 0.9523 /
-# 0.7671 / 0.8605 (docs/vegetation.md). The card's scheme with these replaced (InferenceScheme.replace).
+# (0.026 against 0.108 s on a quiet 2-core EPYC); held-out Dice 0.9474 / 0.7574 / 0.8592 on CWFID / EWS / peanut
+# against 0.9542 / 0.7606 / 0.8627 (docs/vegetation.md). The card's scheme with these replaced
+# (InferenceScheme.replace).
 FAST_INFERENCE = {"mode": "resize", "scale": None, "max_pixels": 200_000, "flip": False, "threshold": 0.5}
 # Photos read and predicted together hold at most this many pixels (full size) besides the first one: eight
 # 1296x966 photos (10 MP) as before, one 50 MP photo at a time (each costs about 20 bytes per pixel while its

@@ -256,7 +256,8 @@ def test_demo_measures_a_generated_tray_with_the_vegetation_tool(tmp_path):
         truth = np.bincount(pots.ravel(), minlength=25)[1:]
         assert measured[IDS.index("B3")] == 0
         present = truth > 0
-        # The tool's masks give each pot's area to within a median 15 % of the drawn plant (measured: 4-7 %).
+        # The tool's masks give each pot's area to within a median 15 % of the drawn plant (measured 2026-12-05:
+        # 2.7-10.6 %, the highest on day 0, where one 20-pixel seedling of 23 is missed).
         assert np.median(np.abs(measured[present] - truth[present]) / truth[present]) < 0.15
     assert len(read_csv(outputs["growth_csv"])) == 3 * 24
     assert outputs["growth_html"].is_file()
