@@ -334,9 +334,8 @@ def _drop_specks(groups: np.ndarray, min_area: int) -> tuple[np.ndarray, int, in
     speck_pixels = int(areas[present & ~keep].sum())
     new = np.zeros(len(areas), dtype=np.int32)
     new[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    if np.array_equal(
-        new, np.arange(len(new))
-    ):  # labels already 1..n, nothing dropped: skip a full-size copy
+    # Labels already 1..n and nothing dropped: the relabelling is the identity, so skip its full-size copy.
+    if np.array_equal(new, np.arange(len(new))):
         return groups.astype(np.int32, copy=False), specks, speck_pixels
     return new[groups], specks, speck_pixels
 

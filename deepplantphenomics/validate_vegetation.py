@@ -61,11 +61,16 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
 
 
-def _score_image(image: np.ndarray, truth: np.ndarray, row: dict[str, Any]) -> None:
-    """Add one image's Dice per method, the network's area ratio and its quality flags to ``row``."""
+def _score_image(image: np.ndarray, truth: np.ndarray, row: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Add one image's Dice per method, the network's area ratio and its quality flags to ``row``.
+
+    Returns:
+        Each method's (H, W) bool mask of the image.
+    """
     truth = truth > 0
+    masks = {}
     for method in METHODS:
-        mask = segment_image(image, method) > 0
+        mask = masks[method] = segment_image(image, method) > 0
         if truth.any():
             row.setdefault(method, []).append(binary_scores(mask, truth)["dice"])
         else:
@@ -74,6 +79,7 @@ def _score_image(image: np.ndarray, truth: np.ndarray, row: dict[str, Any]) -> N
             if truth.any():
                 row.setdefault("area_ratio", []).append(float(mask.sum()) / float(truth.sum()))
             row.setdefault("flags", []).append(quality_flags(image, mask))
+    return masks
 
 
 def _summarise(label: str, row: dict[str, Any], no_plant: bool = False) -> dict[str, Any]:
@@ -118,18 +124,19 @@ def _tray_setting(images: int) -> dict[str, Any]:
     ``network-fast``: the share of seedlings found (half of the plant's pixels in the mask) and the median of
     |mask area - true area| / true area over the plants (the mask's pixels in the plant's pot), since a tray's
     Dice hides a missed seedling."""
+    rows, cols = 4, 6
     row: dict[str, Any] = {}
     found: dict[str, list[bool]] = {"network": [], "network-fast": []}
     errors: dict[str, list[float]] = {"network": [], "network-fast": []}
     for i in range(images):  # small plants: what growth-curve users measure on their first days
-        image, truth, pots = generate_tray_image(4, 6, 0.5 * (i % 3), seed=LAB_SEED * 100 + i)
-        _score_image(image, truth, row)
-        cell = image.shape[0] // 4
+        image, truth, pots = generate_tray_image(rows, cols, 0.5 * (i % 3), seed=LAB_SEED * 100 + i)
+        masks = _score_image(image, truth, row)
+        cell = image.shape[0] // rows
         for method in found:
-            mask = segment_image(image, method) > 0
+            mask = masks[method]
             for pot in np.unique(pots[pots > 0]):
                 plant = pots == pot
-                top, left = (cell * k for k in divmod(int(pot) - 1, 6))
+                top, left = (cell * k for k in divmod(int(pot) - 1, cols))
                 inside = float(mask[top : top + cell, left : left + cell].sum())
                 found[method].append(bool(mask[plant].mean() >= 0.5))
                 errors[method].append(abs(inside - plant.sum()) / plant.sum())

@@ -16,6 +16,7 @@ this module, so the rules below hold for training, inference, the tools, the CLI
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
 import os
@@ -171,13 +172,15 @@ def decoding_in_threads() -> Iterator[None]:
             warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
 
 
-def _decoder_dirs() -> list[Path]:
-    """Folders of the decoding libraries whose warnings ``decoding_in_threads`` drops (found, not imported)."""
+@functools.cache
+def _decoder_dirs() -> tuple[Path, ...]:
+    """Folders of the decoding libraries whose warnings ``decoding_in_threads`` drops (found, not imported;
+    looked up once per process)."""
     dirs = [Path(Image.__file__).resolve().parent]
     spec = importlib.util.find_spec("tifffile")
     if spec is not None and spec.origin:
         dirs.append(Path(spec.origin).resolve().parent)
-    return dirs
+    return tuple(dirs)
 
 
 def _read_raw(path: Path, mask: bool) -> tuple[np.ndarray, str]:
